@@ -1,0 +1,18 @@
+//! twoplace: the exchange between the origin and destination offices of
+//! two-place co-management (两地协管).
+//!
+//! One direction of flow: [`proto`] (the wire contract) → [`api`] (tonic
+//! handlers: decode, authorize, map errors) → [`domain`] (pure rules) →
+//! [`store`] (SQLite and PostgreSQL).
+
+pub mod domain;
+
+/// The generated wire contract (`proto/twoplace/v1`).
+pub mod proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("twoplace.v1");
+
+    /// The encoded descriptor set, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/twoplace_descriptor.bin"));
+}
