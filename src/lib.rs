@@ -5,7 +5,12 @@
 //! handlers: decode, authorize, map errors) → [`domain`] (pure rules) →
 //! [`store`] (SQLite and PostgreSQL).
 
+pub mod api;
+pub mod clock;
 pub mod domain;
+pub mod pki;
+pub mod server;
+pub mod store;
 
 /// The generated wire contract (`proto/twoplace/v1`).
 pub mod proto {

@@ -1,1 +1,321 @@
-fn main() {}
+//! The `twoplace` command: the server and its operator tools.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use twoplace::clock::SystemClock;
+use twoplace::domain::{Policy, RegionCode, RegionPrefix};
+use twoplace::pki::{self, DevPki};
+use twoplace::server::{self, ServerOptions, TlsFiles};
+use twoplace::store;
+
+/// twoplace — the exchange between the origin and destination offices of
+/// two-place co-management (两地协管).
+///
+/// Origin offices publish registrations and certificates; destination offices
+/// read their inbox, confirm, verify and send feedback; both read the
+/// reconciled case. Every caller is identified by its mTLS client certificate.
+#[derive(Parser)]
+#[command(name = "twoplace", version, propagate_version = true)]
+struct Cli {
+    /// Log format: human-readable text, or one JSON object per line.
+    #[arg(
+        long,
+        value_enum,
+        env = "TWOPLACE_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the exchange server.
+    ///
+    /// With no flags: SQLite at ./data/twoplace.db, listening on
+    /// 127.0.0.1:50051, with a development PKI created under ./data/pki on
+    /// first start (client certificates for offices 341502 and 310112 and
+    /// administrator 34).
+    Serve(ServeArgs),
+    /// Manage certificates.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TWOPLACE_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+
+    /// Directory for the embedded database and the development PKI.
+    #[arg(long, env = "TWOPLACE_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+
+    /// Database URL: sqlite:PATH or postgres://USER@HOST/DB.
+    /// [default: sqlite:<data-dir>/twoplace.db]
+    #[arg(long, env = "TWOPLACE_DATABASE_URL")]
+    database_url: Option<String>,
+
+    /// Server certificate (PEM). Without --tls-cert, --tls-key and
+    /// --client-ca a development PKI under <data-dir>/pki is used.
+    #[arg(long, env = "TWOPLACE_TLS_CERT", requires_all = ["tls_key", "client_ca"])]
+    tls_cert: Option<PathBuf>,
+
+    /// Server private key (PEM).
+    #[arg(long, env = "TWOPLACE_TLS_KEY", requires_all = ["tls_cert", "client_ca"])]
+    tls_key: Option<PathBuf>,
+
+    /// CA certificate (PEM) that client certificates must chain to.
+    #[arg(long, env = "TWOPLACE_CLIENT_CA", requires_all = ["tls_cert", "tls_key"])]
+    client_ca: Option<PathBuf>,
+
+    /// Heartbeat interval of live feeds (e.g. 15s, 500ms, 1m).
+    #[arg(long, env = "TWOPLACE_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
+    heartbeat: Duration,
+
+    /// Accept resident IDs whose check digit does not hold (default: reject).
+    #[arg(long, env = "TWOPLACE_ACCEPT_BAD_CHECK_DIGITS")]
+    accept_bad_check_digits: bool,
+
+    /// Accept region codes that are not in GB/T 2260 (default: reject).
+    #[arg(long, env = "TWOPLACE_ACCEPT_UNKNOWN_REGIONS")]
+    accept_unknown_regions: bool,
+}
+
+#[derive(Subcommand)]
+enum PkiCommand {
+    /// Write a development CA, a server certificate and one client
+    /// certificate per office and administrator. Reuses the CA in --out.
+    Init {
+        /// Directory to write to.
+        #[arg(long, default_value = "data/pki")]
+        out: PathBuf,
+        /// An office (6- or 9-digit region code); repeat for more.
+        #[arg(long = "office", value_name = "CODE")]
+        offices: Vec<String>,
+        /// An administrator's region prefix (34, 3415, 341502); repeat for more.
+        #[arg(long = "admin", value_name = "PREFIX")]
+        admins: Vec<String>,
+        /// A name or address the server certificate is valid for; repeat.
+        #[arg(long = "server-name", default_values = ["localhost", "127.0.0.1", "::1"])]
+        server_names: Vec<String>,
+    },
+}
+
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or("give a unit: ms, s, m or h")?;
+    let (number, unit) = raw.split_at(split);
+    let n: u64 = number.parse().map_err(|_| "must start with a number")?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("unknown unit {unit:?}: use ms, s, m or h")),
+    };
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("TWOPLACE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve(args)),
+        Command::Pki {
+            command:
+                PkiCommand::Init {
+                    out,
+                    offices,
+                    admins,
+                    server_names,
+                },
+        } => {
+            let offices = offices
+                .iter()
+                .map(|o| RegionCode::parse(o).with_context(|| format!("--office {o}")))
+                .collect::<Result<Vec<_>>>()?;
+            let admins = admins
+                .iter()
+                .map(|a| RegionPrefix::parse(a).with_context(|| format!("--admin {a}")))
+                .collect::<Result<Vec<_>>>()?;
+            if offices.is_empty() && admins.is_empty() {
+                bail!("name at least one --office or --admin");
+            }
+            let pki = pki::init(&out, &offices, &admins, &server_names)?;
+            print_pki(&pki, &offices, &admins);
+            Ok(())
+        }
+    }
+}
+
+fn print_pki(pki: &DevPki, offices: &[RegionCode], admins: &[RegionPrefix]) {
+    println!("CA certificate:      {}", pki.ca().display());
+    println!(
+        "server certificate:  {} (key {})",
+        pki.server_cert().display(),
+        pki.server_key().display()
+    );
+    for o in offices {
+        println!(
+            "office {o:<12} {} (key {})",
+            pki.office_cert(o.as_str()).display(),
+            pki.office_key(o.as_str()).display()
+        );
+    }
+    for a in admins {
+        println!(
+            "admin {a:<13} {} (key {})",
+            pki.admin_cert(a.as_str()).display(),
+            pki.admin_key(a.as_str()).display()
+        );
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let tls = match (args.tls_cert, args.tls_key, args.client_ca) {
+        (Some(cert), Some(key), Some(client_ca)) => TlsFiles {
+            cert,
+            key,
+            client_ca,
+        },
+        _ => dev_pki(&args.data_dir)?,
+    };
+    let url = args
+        .database_url
+        .unwrap_or_else(|| format!("sqlite:{}", args.data_dir.join("twoplace.db").display()));
+    let store = store::connect(&url)
+        .await
+        .with_context(|| format!("opening the database at {}", store::redact_url(&url)))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        database = %store::redact_url(&url),
+        "twoplace is serving (mTLS)"
+    );
+    let options = ServerOptions {
+        tls,
+        policy: Policy {
+            accept_bad_check_digits: args.accept_bad_check_digits,
+            accept_unknown_regions: args.accept_unknown_regions,
+        },
+        heartbeat: args.heartbeat,
+    };
+    server::serve(
+        listener,
+        store,
+        Arc::new(SystemClock),
+        options,
+        shutdown_signal(),
+    )
+    .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The development PKI under `<data-dir>/pki`, created on first start.
+fn dev_pki(data_dir: &std::path::Path) -> Result<TlsFiles> {
+    let dir = data_dir.join("pki");
+    let pki = DevPki { dir: dir.clone() };
+    if !pki.server_cert().exists() {
+        let offices = ["341502", "310112"].map(|o| RegionCode::parse(o).expect("real codes"));
+        let admins = [RegionPrefix::parse("34").expect("a real province")];
+        let names = ["localhost", "127.0.0.1", "::1"].map(String::from);
+        pki::init(&dir, &offices, &admins, &names).context("creating the development PKI")?;
+        println!("Created a development PKI (for trying twoplace out, not for production):");
+        print_pki(&pki, &offices, &admins);
+        println!(
+            "More offices: twoplace pki init --out {} --office CODE",
+            dir.display()
+        );
+    } else {
+        tracing::info!(dir = %dir.display(), "using the development PKI");
+    }
+    Ok(TlsFiles {
+        cert: pki.server_cert(),
+        key: pki.server_key(),
+        client_ca: pki.ca(),
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("15").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
 use super::message::{
-    Body, CertificateIssued, CheckResult, ClosureReason, Finding, Kind, Message, MessageId,
-    Person, VerificationResult, field_of,
+    Body, CertificateIssued, CheckResult, ClosureReason, Finding, Kind, Message, MessageId, Person,
+    VerificationResult, field_of,
 };
 use super::{RegionCode, Violation};
 
@@ -400,9 +400,13 @@ fn apply_body(
             if state.status != CaseStatus::Closed {
                 state.status = CaseStatus::Transferred;
             }
-            for office in [Some(state.origin.clone()), current, Some(t.new_destination.clone())]
-                .into_iter()
-                .flatten()
+            for office in [
+                Some(state.origin.clone()),
+                current,
+                Some(t.new_destination.clone()),
+            ]
+            .into_iter()
+            .flatten()
             {
                 if office != msg.sender && !recipients.contains(&office) {
                     recipients.push(office);
@@ -499,7 +503,9 @@ mod tests {
     }
 
     fn registered() -> CaseState {
-        apply(None, &registration("310112"), None, NOW).unwrap().state
+        apply(None, &registration("310112"), None, NOW)
+            .unwrap()
+            .state
     }
 
     #[test]
@@ -540,12 +546,7 @@ mod tests {
     #[test]
     fn strangers_are_not_parties() {
         let s = registered();
-        let m = msg(
-            "c-1",
-            "310114",
-            "341502",
-            Body::Reminder { about: None },
-        );
+        let m = msg("c-1", "310114", "341502", Body::Reminder { about: None });
         let err = apply(Some(s.clone()), &m, None, NOW).unwrap_err();
         assert_eq!(err[0].reason, "NOT_A_PARTY");
         let m = msg("r-1", "341502", "310114", Body::Reminder { about: None });

@@ -198,9 +198,16 @@ pub enum Body {
     VerificationReply(VerificationReply),
     Transfer(Transfer),
     Closure(Closure),
-    Reminder { about: Option<MessageId> },
-    Void { target: MessageId },
-    Correction { target: MessageId, corrected: Box<Body> },
+    Reminder {
+        about: Option<MessageId>,
+    },
+    Void {
+        target: MessageId,
+    },
+    Correction {
+        target: MessageId,
+        corrected: Box<Body>,
+    },
 }
 
 /// The kind of a message, as stored and shown (`REGISTRATION`).
@@ -512,7 +519,10 @@ mod tests {
 
     #[test]
     fn a_good_registration_passes() {
-        assert_eq!(registration("341502", "310112").check(&Policy::default(), NOW), vec![]);
+        assert_eq!(
+            registration("341502", "310112").check(&Policy::default(), NOW),
+            vec![]
+        );
     }
 
     #[test]

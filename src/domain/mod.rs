@@ -104,7 +104,11 @@ pub struct Violation {
 }
 
 impl Violation {
-    pub fn new(field: impl Into<String>, reason: &'static str, description: impl Into<String>) -> Self {
+    pub fn new(
+        field: impl Into<String>,
+        reason: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
         Self {
             field: field.into(),
             reason,

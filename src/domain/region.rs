@@ -160,7 +160,10 @@ fn full_name(code: &str) -> Option<String> {
     let city = format!("{}00", &county[..4]);
     for parent in [province.as_str(), city.as_str(), county] {
         if let Some(name) = region_name(parent)
-            && !matches!(name, "市辖区" | "县" | "省直辖县级行政区划" | "自治区直辖县级行政区划")
+            && !matches!(
+                name,
+                "市辖区" | "县" | "省直辖县级行政区划" | "自治区直辖县级行政区划"
+            )
             && parts.last() != Some(&name)
         {
             parts.push(name);

@@ -1,0 +1,80 @@
+//! The one place where errors become gRPC statuses (AIP-193: canonical
+//! codes, `google.rpc.BadRequest` field violations).
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::domain::Violation;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    InvalidArgument {
+        message: String,
+        violations: Vec<Violation>,
+    },
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    pub fn invalid(violations: Vec<Violation>) -> Self {
+        let message = match violations.as_slice() {
+            [one] => format!("{}: {}", one.field, one.description),
+            many => format!("{} fields are invalid", many.len()),
+        };
+        ApiError::InvalidArgument {
+            message,
+            violations,
+        }
+    }
+
+    pub fn invalid_field(
+        field: &str,
+        reason: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
+        Self::invalid(vec![Violation::new(field, reason, description)])
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        match e {
+            ApiError::InvalidArgument {
+                message,
+                violations,
+            } => {
+                let violations: Vec<FieldViolation> = violations
+                    .into_iter()
+                    .map(|v| FieldViolation {
+                        field: v.field,
+                        description: v.description,
+                        reason: v.reason.to_string(),
+                        localized_message: None,
+                    })
+                    .collect();
+                let details = ErrorDetails::with_bad_request(violations);
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            ApiError::Unauthenticated(m) => Status::unauthenticated(m),
+            ApiError::PermissionDenied(m) => Status::permission_denied(m),
+            ApiError::NotFound(m) => Status::not_found(m),
+            ApiError::Store(e @ StoreError::Unavailable(_)) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Status::unavailable("the database is unavailable; retry later")
+            }
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "storage failure");
+                Status::internal("internal storage error")
+            }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The gRPC handlers: decode, authorize, call the domain and the store, map
+//! errors. Nothing here decides a rule of the exchange.
+
+pub mod cursor;
+pub mod decode;
+pub mod encode;
+pub mod error;
+pub mod exchange;
+pub mod identity;
+
+pub use error::ApiError;
+pub use exchange::ExchangeService;
+pub use identity::Caller;

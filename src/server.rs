@@ -1,0 +1,158 @@
+//! Assembles the gRPC server: mTLS, the Exchange service, health,
+//! reflection, a span per RPC, readiness from the database, and graceful
+//! shutdown (stop accepting, end live feeds, finish in-flight calls).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic_health::ServingStatus;
+
+use crate::api::ExchangeService;
+use crate::clock::Clock;
+use crate::domain::Policy;
+use crate::proto;
+use crate::proto::exchange_server::ExchangeServer;
+use crate::store::Store;
+
+/// The PEM files of the server's identity and the CA its clients must have.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("TLS setup failed: {0}")]
+    Tls(#[source] tonic::transport::Error),
+    #[error("reflection setup failed: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the server failed: {0}")]
+    Transport(#[source] tonic::transport::Error),
+}
+
+pub struct ServerOptions {
+    pub tls: TlsFiles,
+    pub policy: Policy,
+    /// How often live feeds send a heartbeat.
+    pub heartbeat: Duration,
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, ServeError> {
+    std::fs::read(path).map_err(|source| ServeError::Read {
+        path: path.clone(),
+        source,
+    })
+}
+
+/// Serves on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            read(&options.tls.cert)?,
+            read(&options.tls.key)?,
+        ))
+        .client_ca_root(Certificate::from_pem(read(&options.tls.client_ca)?));
+
+    let (stopping_tx, stopping) = watch::channel(false);
+    let exchange = ExchangeService::new(
+        store.clone(),
+        clock,
+        Arc::new(options.policy),
+        options.heartbeat,
+        stopping.clone(),
+    );
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ExchangeServer<ExchangeService>>()
+        .await;
+    tokio::spawn(watch_database(store, health.clone(), stopping.clone()));
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, live feeds end, in-flight calls finish");
+        health
+            .set_not_serving::<ExchangeServer<ExchangeService>>()
+            .await;
+        let _ = stopping_tx.send(true);
+    };
+    Server::builder()
+        .tls_config(tls)
+        .map_err(ServeError::Tls)?
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .trace_fn(|req| {
+            tracing::info_span!(
+                "rpc",
+                method = %req.uri().path(),
+                caller = tracing::field::Empty,
+            )
+        })
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ExchangeServer::new(exchange))
+        .serve_with_incoming_shutdown(incoming, signal)
+        .await
+        .map_err(ServeError::Transport)
+}
+
+/// Readiness follows the database: NOT_SERVING while it does not answer.
+async fn watch_database(
+    store: Arc<dyn Store>,
+    health: tonic_health::server::HealthReporter,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+        let ok = store.ping().await.is_ok();
+        if ok != serving {
+            serving = ok;
+            let status = if ok {
+                tracing::info!("database reachable again");
+                ServingStatus::Serving
+            } else {
+                tracing::warn!("database unreachable: reporting NOT_SERVING");
+                ServingStatus::NotServing
+            };
+            health.set_service_status("", status).await;
+            health
+                .set_service_status("twoplace.v1.Exchange", status)
+                .await;
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Storage: one [`Store`] trait, a SQLite and a PostgreSQL implementation,
+//! picked by the database URL's scheme. Both run the same SQL (sqlx runtime
+//! queries with `$n` placeholders), written once in `sql.rs`.
+//!
+//! Times are stored as UTC microseconds since the Unix epoch (`*_us`
+//! columns), which sort and compare the same way on both backends.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::domain::case::{CaseState, CaseStatus, Standing};
+use crate::domain::{Message, RegionCode, Violation};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("unsupported database URL (use sqlite:PATH or postgres://…): {0}")]
+    UnsupportedUrl(String),
+    #[error("cannot prepare the database location: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            e => StoreError::Database(e),
+        }
+    }
+}
+
+/// A message that passed validation, ready to be applied and stored.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub message: Message,
+    /// The envelope as delivered to recipients (protobuf), with the sender
+    /// filled in.
+    pub envelope: Vec<u8>,
+    /// SHA-256 of `envelope`: same id with another hash is a conflict.
+    pub content_hash: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Accepted { at: OffsetDateTime },
+    Duplicate { at: OffsetDateTime },
+    Rejected(Vec<Violation>),
+}
+
+/// One message in a recipient's feed.
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    pub seq: i64,
+    pub sender: String,
+    pub accepted_at: OffsetDateTime,
+    pub envelope: Vec<u8>,
+    pub received_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredCase {
+    pub id: i64,
+    pub state: CaseState,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryRow {
+    pub message_id: String,
+    pub sender: String,
+    pub recipient: String,
+    pub kind: String,
+    pub accepted_at: OffsetDateTime,
+    pub standing: Standing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Origin,
+    Destination,
+}
+
+#[derive(Debug, Clone)]
+pub struct CaseQuery {
+    pub office: RegionCode,
+    pub role: Role,
+    pub status: Option<CaseStatus>,
+    pub counterpart: Option<RegionCode>,
+    /// Cases with a larger id than this (paging).
+    pub after_id: i64,
+    pub limit: u32,
+}
+
+/// A reference to a delivered message by its sender's id.
+#[derive(Debug, Clone)]
+pub struct MessageRef {
+    pub sender: String,
+    pub message_id: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies and stores a batch in one transaction, one outcome per
+    /// candidate in order. Returns only after commit.
+    async fn publish(
+        &self,
+        batch: Vec<Candidate>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Outcome>, StoreError>;
+
+    /// Deliveries to `recipient` after `after_seq`, oldest first.
+    async fn inbox(
+        &self,
+        recipient: &RegionCode,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>, StoreError>;
+
+    /// Marks deliveries to `recipient` received, up to a sequence number
+    /// and/or by message; returns how many were newly marked.
+    async fn acknowledge(
+        &self,
+        recipient: &RegionCode,
+        up_to_seq: Option<i64>,
+        messages: &[MessageRef],
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
+
+    /// Every case of the person, whatever the origin.
+    async fn cases_of(&self, resident_id: &str) -> Result<Vec<StoredCase>, StoreError>;
+
+    async fn history(&self, case_id: i64) -> Result<Vec<HistoryRow>, StoreError>;
+
+    /// Audits one read of a case.
+    async fn record_read(
+        &self,
+        reader: &str,
+        case_id: i64,
+        purpose: &str,
+        access: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    async fn list_cases(&self, query: &CaseQuery) -> Result<Vec<StoredCase>, StoreError>;
+
+    /// Whether the database answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Connects to the database the URL names (`sqlite:…` or `postgres://…`),
+/// creating it if needed, and applies the migrations.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub(crate) fn to_us(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1000) as i64
+}
+
+pub(crate) fn from_us(us: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {us}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:secret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/x"),
+            "postgres://postgres@127.0.0.1/x"
+        );
+        assert_eq!(redact_url("sqlite:data/x.db"), "sqlite:data/x.db");
+    }
+
+    #[test]
+    fn microseconds_round_trip() {
+        let t = time::macros::datetime!(2009-01-01 12:34:56.789012 UTC);
+        assert_eq!(from_us(to_us(t)).unwrap(), t);
+    }
+}

@@ -1,0 +1,42 @@
+//! PostgreSQL, for production. Several servers may share one database.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Transaction};
+
+use super::StoreError;
+use super::sql::sql_store;
+
+/// Arbitrary but fixed: the advisory lock that orders publishing
+/// transactions across every server on the database.
+const PUBLISH_LOCK: i64 = 0x7477_6f70_6c61_6365; // "twoplace"
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn begin_write(&self) -> Result<((), Transaction<'static, sqlx::Postgres>), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        // Sequence numbers are handed out in commit order only if writers
+        // take turns; the lock is released at commit or rollback.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PUBLISH_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        Ok(((), tx))
+    }
+}
+
+sql_store!(PgStore);

@@ -1,0 +1,56 @@
+//! The embedded default: one SQLite file in WAL mode, `synchronous = FULL`
+//! so an acknowledged message survives a power cut.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{SqlitePool, Transaction};
+use tokio::sync::{Mutex, MutexGuard};
+
+use super::StoreError;
+use super::sql::sql_store;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// SQLite has one writer at a time; waiting here is cheaper and fairer
+    /// than spinning on SQLITE_BUSY.
+    writer: Mutex<()>,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        if let Some(dir) = options.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Self {
+            pool,
+            writer: Mutex::new(()),
+        })
+    }
+
+    async fn begin_write(
+        &self,
+    ) -> Result<(MutexGuard<'_, ()>, Transaction<'static, sqlx::Sqlite>), sqlx::Error> {
+        let guard = self.writer.lock().await;
+        // IMMEDIATE takes the write lock up front, so a reader never has to
+        // upgrade mid-transaction (another process may hold the file too).
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok((guard, tx))
+    }
+}
+
+sql_store!(SqliteStore);
