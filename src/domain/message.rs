@@ -441,14 +441,14 @@ fn check_body(body: &Body, id: &ResidentId, today: Date, v: &mut Vec<Violation>,
                     "the period has not started yet",
                 ));
             }
-            if let CheckResult::Checked { on, .. } = f.result {
-                if on > today {
-                    v.push(Violation::new(
-                        format!("{base}.checked.checked_on"),
-                        "FUTURE_DATE",
-                        "must not be in the future",
-                    ));
-                }
+            if let CheckResult::Checked { on, .. } = f.result
+                && on > today
+            {
+                v.push(Violation::new(
+                    format!("{base}.checked.checked_on"),
+                    "FUTURE_DATE",
+                    "must not be in the future",
+                ));
             }
         }
         Body::Transfer(t) => not_future("moved_on", t.moved_on),

@@ -1,0 +1,358 @@
+//! The black-box harness: a real server on an ephemeral port with real mTLS
+//! and a real database (a fresh SQLite file, or a fresh PostgreSQL
+//! database), driven by the generated tonic client.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+use twoplace::clock::ManualClock;
+use twoplace::domain::resident_id::check_char;
+use twoplace::domain::{Policy, RegionCode, RegionPrefix};
+use twoplace::pki::{self, DevPki};
+use twoplace::proto;
+use twoplace::proto::exchange_client::ExchangeClient;
+use twoplace::server::{self, ServerOptions, TlsFiles};
+
+pub const ORIGIN: &str = "341502"; // 六安市金安区
+pub const DESTINATION: &str = "310112"; // 上海市闵行区
+pub const NEXT_DESTINATION: &str = "440306"; // 深圳市宝安区
+pub const STRANGER: &str = "310114"; // 上海市嘉定区
+pub const ADMIN: &str = "34";
+
+/// The test's "now": well after every date the tests send.
+pub const NOW: time::OffsetDateTime = time::macros::datetime!(2024-03-01 04:00 UTC);
+
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    Postgres { admin_url: String },
+}
+
+impl Backend {
+    /// PostgreSQL from TWOPLACE_TEST_DATABASE_URL (default: the local
+    /// server). Required under CI or TWOPLACE_REQUIRE_POSTGRES=1; elsewhere
+    /// the test says loudly that it was skipped.
+    pub async fn postgres() -> Option<Backend> {
+        let url = std::env::var("TWOPLACE_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        match sqlx::PgPool::connect(&url).await {
+            Ok(pool) => {
+                pool.close().await;
+                Some(Backend::Postgres { admin_url: url })
+            }
+            Err(e) => {
+                let required = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
+                    || std::env::var("TWOPLACE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+                if required {
+                    panic!("PostgreSQL is required here but unreachable at {url}: {e}");
+                }
+                eprintln!(
+                    "\n!!! SKIPPED: PostgreSQL unreachable at {url} ({e}); \
+                     set TWOPLACE_TEST_DATABASE_URL or start it (see README)\n"
+                );
+                None
+            }
+        }
+    }
+}
+
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    pub pki: DevPki,
+    pub clock: Arc<ManualClock>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), server::ServeError>>>,
+    _dir: tempfile::TempDir,
+    database: Option<(String, String)>,
+}
+
+static DATABASES: AtomicU32 = AtomicU32::new(0);
+
+impl TestServer {
+    pub async fn start(backend: &Backend) -> TestServer {
+        Self::start_with(backend, Duration::from_millis(200)).await
+    }
+
+    pub async fn start_with(backend: &Backend, heartbeat: Duration) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let offices: Vec<_> = [ORIGIN, DESTINATION, NEXT_DESTINATION, STRANGER]
+            .iter()
+            .map(|c| RegionCode::parse(c).unwrap())
+            .collect();
+        let pki = pki::init(
+            &dir.path().join("pki"),
+            &offices,
+            &[RegionPrefix::parse(ADMIN).unwrap()],
+            &["localhost".to_string(), "127.0.0.1".to_string()],
+        )
+        .unwrap();
+        let (url, database) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite:{}", dir.path().join("twoplace.db").display()),
+                None,
+            ),
+            Backend::Postgres { admin_url } => {
+                let name = format!(
+                    "twoplace_test_{}_{}",
+                    std::process::id(),
+                    DATABASES.fetch_add(1, Ordering::Relaxed)
+                );
+                let pool = sqlx::PgPool::connect(admin_url).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name}"
+                )))
+                .execute(&pool)
+                .await
+                .unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                let base = admin_url.rsplit_once('/').unwrap().0;
+                (format!("{base}/{name}"), Some((admin_url.clone(), name)))
+            }
+        };
+        let store = twoplace::store::connect(&url).await.unwrap();
+        let clock = Arc::new(ManualClock::new(NOW));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let options = ServerOptions {
+            tls: TlsFiles {
+                cert: pki.server_cert(),
+                key: pki.server_key(),
+                client_ca: pki.ca(),
+            },
+            policy: Policy::default(),
+            heartbeat,
+        };
+        let task = tokio::spawn(server::serve(
+            listener,
+            store,
+            clock.clone(),
+            options,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        TestServer {
+            addr,
+            pki,
+            clock,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+            database,
+        }
+    }
+
+    fn tls(&self) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(std::fs::read(self.pki.ca()).unwrap()))
+            .domain_name("localhost")
+    }
+
+    pub async fn channel_as(
+        &self,
+        cert: PathBuf,
+        key: PathBuf,
+    ) -> Result<Channel, tonic::transport::Error> {
+        let identity =
+            Identity::from_pem(std::fs::read(cert).unwrap(), std::fs::read(key).unwrap());
+        Channel::from_shared(format!("https://{}", self.addr))
+            .unwrap()
+            .tls_config(self.tls().identity(identity))
+            .unwrap()
+            .connect()
+            .await
+    }
+
+    /// A client for an office.
+    pub async fn office(&self, office: &str) -> ExchangeClient<Channel> {
+        ExchangeClient::new(
+            self.channel_as(self.pki.office_cert(office), self.pki.office_key(office))
+                .await
+                .unwrap(),
+        )
+    }
+
+    pub async fn admin(&self) -> ExchangeClient<Channel> {
+        ExchangeClient::new(
+            self.channel_as(self.pki.admin_cert(ADMIN), self.pki.admin_key(ADMIN))
+                .await
+                .unwrap(),
+        )
+    }
+
+    /// A channel that presents no client certificate.
+    pub async fn anonymous(&self) -> Result<Channel, tonic::transport::Error> {
+        Channel::from_shared(format!("https://{}", self.addr))
+            .unwrap()
+            .tls_config(self.tls())
+            .unwrap()
+            .connect()
+            .await
+    }
+
+    /// Begins a graceful shutdown and waits for the server to stop.
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the server stops within 10 s")
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    /// Stops the server and drops its PostgreSQL database.
+    pub async fn finish(mut self) {
+        self.shutdown().await;
+        if let Some((admin_url, name)) = self.database.take() {
+            let pool = sqlx::PgPool::connect(&admin_url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+/// A valid resident ID from its first 17 digits.
+pub fn resident(first17: &str) -> String {
+    format!("{first17}{}", check_char(first17.as_bytes()) as char)
+}
+
+/// 张三, female, born 1985-06-15, registered in 金安区.
+pub fn zhang() -> String {
+    resident("34150219850615002")
+}
+
+pub fn date(year: i32, month: i32, day: i32) -> Option<proto::Date> {
+    Some(proto::Date { year, month, day })
+}
+
+pub fn envelope(
+    id: &str,
+    recipient: &str,
+    resident_id: &str,
+    body: proto::envelope::Body,
+) -> proto::Envelope {
+    proto::Envelope {
+        message_id: id.into(),
+        sender_office: String::new(),
+        recipient_office: recipient.into(),
+        case_ref: Some(proto::CaseRef {
+            resident_id: resident_id.into(),
+            origin_office: ORIGIN.into(),
+        }),
+        sent_at: None,
+        body: Some(body),
+    }
+}
+
+pub fn person(name: &str) -> proto::Person {
+    proto::Person {
+        name: name.into(),
+        sex: proto::Sex::Female as i32,
+        birth_date: date(1985, 6, 15),
+        marital_status: proto::MaritalStatus::FirstMarriage as i32,
+        children: Some(1),
+    }
+}
+
+pub fn registration(id: &str, to: &str, resident_id: &str) -> proto::Envelope {
+    envelope(
+        id,
+        to,
+        resident_id,
+        proto::envelope::Body::Registration(proto::Registration {
+            person: Some(person("张三")),
+            left_on: date(2023, 3, 1),
+            destination_address: "上海市闵行区莘庄镇".into(),
+            destination_phone: "13800000000".into(),
+            periodic_checks: true,
+            note: String::new(),
+        }),
+    )
+}
+
+pub fn reminder(id: &str, to: &str, resident_id: &str) -> proto::Envelope {
+    envelope(
+        id,
+        to,
+        resident_id,
+        proto::envelope::Body::Reminder(proto::Reminder {
+            about_message_id: String::new(),
+            note: "请尽快反馈".into(),
+        }),
+    )
+}
+
+pub async fn publish(
+    client: &mut ExchangeClient<Channel>,
+    messages: Vec<proto::Envelope>,
+) -> Vec<proto::PublishOutcome> {
+    client
+        .publish(proto::PublishRequest { messages })
+        .await
+        .expect("publish answers")
+        .into_inner()
+        .outcomes
+}
+
+pub fn status_of(o: &proto::PublishOutcome) -> proto::PublishStatus {
+    proto::PublishStatus::try_from(o.status).unwrap()
+}
+
+pub async fn inbox_all(client: &mut ExchangeClient<Channel>) -> Vec<proto::Delivery> {
+    client
+        .inbox(proto::InboxRequest {
+            after_cursor: String::new(),
+            page_size: 500,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .deliveries
+}
+
+/// Declares each test once per backend: `backend_tests!(a, b)` makes
+/// `sqlite::a`, `postgres::a`, … calling `a(Backend)`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(backend) = super::common::Backend::postgres().await {
+                        super::$name(backend).await
+                    }
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,852 @@
+//! The exchange core, black-box: a real server over real mTLS on both
+//! backends.
+
+mod common;
+
+use std::time::Duration;
+
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use common::*;
+use twoplace::proto::{self, envelope::Body, inbox_event::Event};
+
+backend_tests!(
+    publishes_every_kind_and_delivers_it,
+    duplicates_answer_as_the_first_time_and_conflicts_are_rejected,
+    a_bad_message_never_stops_the_good_ones,
+    malformed_batches_are_invalid_arguments,
+    the_sender_is_the_certificate,
+    inbox_pages_follow_the_cursor,
+    subscribe_replays_then_pushes_and_resumes_from_a_cursor,
+    acknowledgements_record_receipt_once,
+    cases_are_visible_to_their_parties_only,
+    list_cases_pages_by_role,
+    connections_without_a_client_certificate_are_refused,
+    shutdown_ends_live_feeds_cleanly,
+);
+
+fn accepted(outcomes: &[proto::PublishOutcome]) {
+    for (i, o) in outcomes.iter().enumerate() {
+        assert_eq!(
+            status_of(o),
+            proto::PublishStatus::Accepted,
+            "message {i} ({}): {:?}",
+            o.message_id,
+            o.violations
+        );
+    }
+}
+
+async fn publishes_every_kind_and_delivers_it(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let mut origin = server.office(ORIGIN).await;
+    let mut destination = server.office(DESTINATION).await;
+    let id = zhang();
+
+    let from_origin = vec![
+        registration("reg-1", DESTINATION, &id),
+        envelope(
+            "cert-1",
+            DESTINATION,
+            &id,
+            Body::CertificateIssued(proto::CertificateIssued {
+                certificate_number: "LA2023-0001".into(),
+                issued_on: date(2023, 2, 20),
+                valid_until: date(2026, 2, 20),
+            }),
+        ),
+        envelope(
+            "ask-1",
+            DESTINATION,
+            &id,
+            Body::VerificationRequest(proto::VerificationRequest {
+                urgency: proto::Urgency::Urgent as i32,
+                question: "请核实现居住地址".into(),
+                certificate_mismatch: false,
+            }),
+        ),
+        reminder("remind-1", DESTINATION, &id),
+    ];
+    accepted(&publish(&mut origin, from_origin).await);
+
+    let from_destination = vec![
+        envelope(
+            "conf-1",
+            ORIGIN,
+            &id,
+            Body::RegistrationConfirmation(proto::RegistrationConfirmation {
+                finding: proto::Finding::Found as i32,
+                observed: Some(proto::Person {
+                    children: Some(2),
+                    ..person("张三")
+                }),
+                address: "上海市闵行区莘庄镇".into(),
+                phone: String::new(),
+                confirmed_on: date(2023, 3, 20),
+                note: String::new(),
+            }),
+        ),
+        envelope(
+            "verify-1",
+            ORIGIN,
+            &id,
+            Body::CertificateVerification(proto::CertificateVerification {
+                certificate_number: "LA2023-0001".into(),
+                result: proto::VerificationResult::Valid as i32,
+                mismatched_fields: vec![],
+                checked_on: date(2023, 3, 21),
+                note: String::new(),
+            }),
+        ),
+        envelope(
+            "fb-2023Q1",
+            ORIGIN,
+            &id,
+            Body::PregnancyCheckFeedback(proto::PregnancyCheckFeedback {
+                period: "2023Q1".into(),
+                result: Some(proto::pregnancy_check_feedback::Result::Checked(
+                    proto::pregnancy_check_feedback::Checked {
+                        checked_on: date(2023, 3, 25),
+                        outcome: proto::CheckOutcome::Normal as i32,
+                    },
+                )),
+            }),
+        ),
+        envelope(
+            "reply-1",
+            ORIGIN,
+            &id,
+            Body::VerificationReply(proto::VerificationReply {
+                request_message_id: "ask-1".into(),
+                answer: "地址属实".into(),
+            }),
+        ),
+    ];
+    accepted(&publish(&mut destination, from_destination).await);
+
+    // The origin corrects its registration, voids its reminder, transfers
+    // the person and finally closes the case.
+    let mut corrected = registration("reg-1b", DESTINATION, &id);
+    if let Some(Body::Registration(r)) = corrected.body.take() {
+        corrected.message_id = "corr-1".into();
+        corrected.body = Some(Body::Correction(proto::Correction {
+            target_message_id: "reg-1".into(),
+            reason: "号码录入错误".into(),
+            corrected: Some(proto::correction::Corrected::Registration(
+                proto::Registration {
+                    destination_phone: "13900000000".into(),
+                    ..r
+                },
+            )),
+        }));
+    }
+    let later = vec![
+        corrected,
+        envelope(
+            "void-1",
+            DESTINATION,
+            &id,
+            Body::Void(proto::Void {
+                target_message_id: "remind-1".into(),
+                reason: "误发".into(),
+            }),
+        ),
+        envelope(
+            "move-1",
+            NEXT_DESTINATION,
+            &id,
+            Body::Transfer(proto::Transfer {
+                new_destination_office: NEXT_DESTINATION.into(),
+                moved_on: date(2023, 9, 1),
+                new_address: "深圳市宝安区".into(),
+            }),
+        ),
+        envelope(
+            "close-1",
+            NEXT_DESTINATION,
+            &id,
+            Body::Closure(proto::Closure {
+                reason: proto::ClosureReason::ReturnedHome as i32,
+                closed_on: date(2024, 1, 10),
+                note: String::new(),
+            }),
+        ),
+    ];
+    accepted(&publish(&mut origin, later).await);
+
+    let ids = |ds: Vec<proto::Delivery>| -> Vec<String> {
+        ds.into_iter()
+            .map(|d| d.envelope.unwrap().message_id)
+            .collect()
+    };
+    assert_eq!(
+        ids(inbox_all(&mut destination).await),
+        [
+            "reg-1", "cert-1", "ask-1", "remind-1", "corr-1", "void-1", "move-1"
+        ]
+    );
+    assert_eq!(
+        ids(inbox_all(&mut origin).await),
+        ["conf-1", "verify-1", "fb-2023Q1", "reply-1"]
+    );
+    let mut next = server.office(NEXT_DESTINATION).await;
+    assert_eq!(ids(inbox_all(&mut next).await), ["move-1", "close-1"]);
+
+    // Every delivery names the sender the certificate proved.
+    for d in inbox_all(&mut destination).await {
+        assert_eq!(d.sender_office, ORIGIN);
+        assert_eq!(d.envelope.unwrap().sender_office, ORIGIN);
+    }
+
+    let case = origin
+        .get_case(proto::GetCaseRequest {
+            resident_id: id.clone(),
+            origin_office: String::new(),
+            purpose: "test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(case.status, proto::CaseStatus::Closed as i32);
+    assert_eq!(case.destination_office, NEXT_DESTINATION);
+    assert_eq!(
+        case.destination_phone, "13900000000",
+        "the correction applied"
+    );
+    assert_eq!(case.origin_report.unwrap().children, Some(1));
+    assert_eq!(case.destination_report.unwrap().children, Some(2));
+    assert_eq!(
+        case.certificates[0].last_verification,
+        proto::VerificationResult::Valid as i32
+    );
+    assert_eq!(case.feedback[0].period, "2023Q1");
+    assert_eq!(case.destinations.len(), 2);
+    let standing = |id: &str| {
+        case.history
+            .iter()
+            .find(|h| h.message_id == id)
+            .unwrap()
+            .standing
+            .clone()
+    };
+    assert_eq!(standing("reg-1"), "SUPERSEDED");
+    assert_eq!(standing("remind-1"), "VOIDED");
+    assert_eq!(standing("conf-1"), "ACTIVE");
+    assert_eq!(case.history.len(), 12);
+    server.finish().await;
+}
+
+async fn duplicates_answer_as_the_first_time_and_conflicts_are_rejected(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let mut origin = server.office(ORIGIN).await;
+    let id = zhang();
+    let first = publish(&mut origin, vec![registration("reg-1", DESTINATION, &id)]).await;
+    accepted(&first);
+
+    server.clock.advance(time::Duration::hours(1));
+    let mut retry = registration("reg-1", DESTINATION, &id);
+    retry.sent_at = Some(prost_types::Timestamp {
+        seconds: 1_700_000_000,
+        nanos: 0,
+    });
+    // The same message twice in one batch, too.
+    let again = publish(&mut origin, vec![retry.clone(), retry]).await;
+    for o in &again {
+        assert_eq!(status_of(o), proto::PublishStatus::Duplicate);
+        assert_eq!(
+            o.accepted_at, first[0].accepted_at,
+            "the first outcome again"
+        );
+    }
+
+    let mut changed = registration("reg-1", DESTINATION, &id);
+    if let Some(Body::Registration(r)) = &mut changed.body {
+        r.destination_address = "上海市闵行区七宝镇".into();
+    }
+    let conflict = publish(&mut origin, vec![changed]).await;
+    assert_eq!(status_of(&conflict[0]), proto::PublishStatus::Rejected);
+    assert_eq!(conflict[0].violations[0].field, "messages[0].message_id");
+    assert_eq!(conflict[0].violations[0].reason, "CONFLICT");
+
+    let mut destination = server.office(DESTINATION).await;
+    assert_eq!(inbox_all(&mut destination).await.len(), 1, "stored once");
+    server.finish().await;
+}
+
+async fn a_bad_message_never_stops_the_good_ones(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let mut origin = server.office(ORIGIN).await;
+    let good = zhang();
+    let bad_check_digit = {
+        let mut s = zhang();
+        let last = if s.ends_with('0') { "1" } else { "0" };
+        s.replace_range(17.., last);
+        s
+    };
+    let mut wrong_birth = registration("m-3", DESTINATION, &resident("34150219900101002"));
+    if let Some(Body::Registration(r)) = &mut wrong_birth.body {
+        r.person.as_mut().unwrap().name = String::new();
+    }
+    let outcomes = publish(
+        &mut origin,
+        vec![
+            registration("m-1", DESTINATION, &good),
+            registration("m-2", DESTINATION, &bad_check_digit),
+            wrong_birth,
+            registration("m 4", "999999", &good),
+            reminder("m-5", DESTINATION, &good),
+        ],
+    )
+    .await;
+    let statuses: Vec<_> = outcomes.iter().map(status_of).collect();
+    use proto::PublishStatus::{Accepted, Rejected};
+    assert_eq!(statuses, [Accepted, Rejected, Rejected, Rejected, Accepted]);
+
+    let fields = |i: usize| -> Vec<(String, String)> {
+        outcomes[i]
+            .violations
+            .iter()
+            .map(|v| (v.field.clone(), v.reason.clone()))
+            .collect()
+    };
+    assert_eq!(
+        fields(1),
+        [(
+            "messages[1].case_ref.resident_id".to_string(),
+            "BAD_CHECK_DIGIT".to_string()
+        )]
+    );
+    let third = fields(2);
+    assert!(third.contains(&(
+        "messages[2].registration.person.name".into(),
+        "INVALID_NAME".into()
+    )));
+    let fourth = fields(3);
+    assert!(fourth.contains(&("messages[3].message_id".into(), "INVALID_MESSAGE_ID".into())));
+    // Every problem of a message is reported at once, and the person's
+    // birth date disagrees with the ID in message 2 too.
+    let mut birth = registration("m-6", DESTINATION, &good);
+    if let Some(Body::Registration(r)) = &mut birth.body {
+        let p = r.person.as_mut().unwrap();
+        p.birth_date = date(1985, 6, 16);
+        p.sex = proto::Sex::Male as i32;
+    }
+    let o = publish(&mut origin, vec![birth]).await;
+    let reasons: Vec<_> = o[0].violations.iter().map(|v| v.field.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "messages[0].registration.person.birth_date",
+            "messages[0].registration.person.sex"
+        ]
+    );
+
+    let mut destination = server.office(DESTINATION).await;
+    assert_eq!(
+        inbox_all(&mut destination).await.len(),
+        2,
+        "the good ones are in"
+    );
+    server.finish().await;
+}
+
+async fn malformed_batches_are_invalid_arguments(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let mut origin = server.office(ORIGIN).await;
+    let empty = origin
+        .publish(proto::PublishRequest { messages: vec![] })
+        .await
+        .unwrap_err();
+    assert_eq!(empty.code(), Code::InvalidArgument);
+    let details = empty.get_details_bad_request().expect("BadRequest details");
+    assert_eq!(details.field_violations[0].field, "messages");
+    assert_eq!(details.field_violations[0].reason, "BATCH_SIZE");
+
+    let too_many: Vec<_> = (0..1001)
+        .map(|i| reminder(&format!("r-{i}"), DESTINATION, &zhang()))
+        .collect();
+    let err = origin
+        .publish(proto::PublishRequest { messages: too_many })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    let huge = {
+        let mut m = registration("big", DESTINATION, &zhang());
+        if let Some(Body::Registration(r)) = &mut m.body {
+            r.note = "x".repeat(70 * 1024);
+        }
+        m
+    };
+    let o = publish(&mut origin, vec![huge]).await;
+    assert_eq!(o[0].violations[0].reason, "TOO_LARGE");
+    assert_eq!(o[0].violations[0].field, "messages[0]");
+
+    let err = origin
+        .inbox(proto::InboxRequest {
+            after_cursor: "not-a-cursor".into(),
+            page_size: 10,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        err.get_details_bad_request().unwrap().field_violations[0].field,
+        "after_cursor"
+    );
+    server.finish().await;
+}
+
+async fn the_sender_is_the_certificate(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let mut origin = server.office(ORIGIN).await;
+    let mut forged = envelope(
+        "forged",
+        ORIGIN,
+        &zhang(),
+        Body::Reminder(proto::Reminder::default()),
+    );
+    forged.sender_office = DESTINATION.into();
+    let o = publish(&mut origin, vec![forged]).await;
+    assert_eq!(status_of(&o[0]), proto::PublishStatus::Rejected);
+    assert!(
+        o[0].violations
+            .iter()
+            .any(|v| v.field == "messages[0].sender_office" && v.reason == "SENDER_MISMATCH")
+    );
+
+    // A stranger can neither speak about the case nor address it.
+    accepted(
+        &publish(
+            &mut origin,
+            vec![registration("reg-1", DESTINATION, &zhang())],
+        )
+        .await,
+    );
+    let mut stranger = server.office(STRANGER).await;
+    let o = publish(&mut stranger, vec![reminder("s-1", ORIGIN, &zhang())]).await;
+    assert_eq!(o[0].violations[0].reason, "NOT_A_PARTY");
+
+    // Administrators do not take part in cases.
+    let mut admin = server.admin().await;
+    let err = admin
+        .publish(proto::PublishRequest {
+            messages: vec![reminder("a-1", DESTINATION, &zhang())],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    server.finish().await;
+}
+
+async fn inbox_pages_follow_the_cursor(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let mut origin = server.office(ORIGIN).await;
+    let mut destination = server.office(DESTINATION).await;
+    let mut expected = Vec::new();
+    for i in 0..7 {
+        let id = resident(&format!("341502198506150{i}2"));
+        expected.push(format!("reg-{i}"));
+        accepted(
+            &publish(
+                &mut origin,
+                vec![registration(&format!("reg-{i}"), DESTINATION, &id)],
+            )
+            .await,
+        );
+    }
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    let mut pages = Vec::new();
+    loop {
+        let page = destination
+            .inbox(proto::InboxRequest {
+                after_cursor: cursor.clone(),
+                page_size: 3,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages.push(page.deliveries.len());
+        if page.deliveries.is_empty() {
+            assert_eq!(page.next_cursor, cursor, "an empty page keeps the cursor");
+            break;
+        }
+        assert_eq!(page.next_cursor, page.deliveries.last().unwrap().cursor);
+        seen.extend(
+            page.deliveries
+                .into_iter()
+                .map(|d| d.envelope.unwrap().message_id),
+        );
+        cursor = page.next_cursor;
+    }
+    assert_eq!(pages, [3, 3, 1, 0]);
+    assert_eq!(seen, expected);
+    // The origin's inbox is its own: empty.
+    assert!(inbox_all(&mut origin).await.is_empty());
+    server.finish().await;
+}
+
+async fn subscribe_replays_then_pushes_and_resumes_from_a_cursor(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let mut origin = server.office(ORIGIN).await;
+    let mut destination = server.office(DESTINATION).await;
+    let id = zhang();
+    accepted(&publish(&mut origin, vec![registration("m-1", DESTINATION, &id)]).await);
+
+    let mut stream = destination
+        .subscribe(proto::SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let next_delivery = async |stream: &mut tonic::Streaming<proto::InboxEvent>| loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("an event within 5 s")
+            .expect("the stream is open")
+            .unwrap();
+        if let Some(Event::Delivery(d)) = event.event {
+            return d;
+        }
+    };
+    let replayed = next_delivery(&mut stream).await;
+    assert_eq!(replayed.envelope.as_ref().unwrap().message_id, "m-1");
+
+    // Live: published after subscribing, pushed without polling.
+    let sent = std::time::Instant::now();
+    accepted(&publish(&mut origin, vec![reminder("m-2", DESTINATION, &id)]).await);
+    let live = next_delivery(&mut stream).await;
+    assert_eq!(live.envelope.as_ref().unwrap().message_id, "m-2");
+    assert!(sent.elapsed() < Duration::from_secs(1), "pushed on commit");
+
+    // A heartbeat carries the cursor of what was sent.
+    let beat = loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(Event::Heartbeat(h)) = event.event {
+            break h;
+        }
+    };
+    assert_eq!(beat.cursor, live.cursor);
+    drop(stream);
+
+    // Messages published while disconnected arrive on reconnect, once.
+    accepted(
+        &publish(
+            &mut origin,
+            vec![
+                reminder("m-3", DESTINATION, &id),
+                reminder("m-4", DESTINATION, &id),
+            ],
+        )
+        .await,
+    );
+    let mut stream = destination
+        .subscribe(proto::SubscribeRequest {
+            after_cursor: live.cursor.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let a = next_delivery(&mut stream).await;
+    let b = next_delivery(&mut stream).await;
+    assert_eq!(a.envelope.unwrap().message_id, "m-3");
+    assert_eq!(b.envelope.unwrap().message_id, "m-4");
+    accepted(&publish(&mut origin, vec![reminder("m-5", DESTINATION, &id)]).await);
+    let c = next_delivery(&mut stream).await;
+    assert_eq!(
+        c.envelope.unwrap().message_id,
+        "m-5",
+        "nothing twice, nothing missed"
+    );
+    server.finish().await;
+}
+
+async fn acknowledgements_record_receipt_once(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let mut origin = server.office(ORIGIN).await;
+    let mut destination = server.office(DESTINATION).await;
+    let id = zhang();
+    accepted(
+        &publish(
+            &mut origin,
+            vec![
+                registration("m-1", DESTINATION, &id),
+                reminder("m-2", DESTINATION, &id),
+                reminder("m-3", DESTINATION, &id),
+            ],
+        )
+        .await,
+    );
+    let inbox = inbox_all(&mut destination).await;
+    assert!(inbox.iter().all(|d| d.received_at.is_none()));
+
+    server.clock.advance(time::Duration::minutes(5));
+    let ack = destination
+        .acknowledge(proto::AcknowledgeRequest {
+            up_to_cursor: inbox[1].cursor.clone(),
+            messages: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.acknowledged, 2);
+    let first_receipt = ack.received_at;
+
+    server.clock.advance(time::Duration::minutes(5));
+    let ack = destination
+        .acknowledge(proto::AcknowledgeRequest {
+            up_to_cursor: inbox[1].cursor.clone(),
+            messages: vec![proto::MessageRef {
+                sender_office: ORIGIN.into(),
+                message_id: "m-3".into(),
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.acknowledged, 1, "only m-3 is new");
+
+    let inbox = inbox_all(&mut destination).await;
+    assert_eq!(
+        inbox[0].received_at, first_receipt,
+        "the first receipt time stays"
+    );
+    assert!(inbox[2].received_at.is_some());
+
+    // The origin cannot acknowledge what was not delivered to it.
+    let ack = origin
+        .acknowledge(proto::AcknowledgeRequest {
+            up_to_cursor: inbox[2].cursor.clone(),
+            messages: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.acknowledged, 0);
+
+    let err = destination
+        .acknowledge(proto::AcknowledgeRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    server.finish().await;
+}
+
+async fn cases_are_visible_to_their_parties_only(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let mut origin = server.office(ORIGIN).await;
+    let id = zhang();
+    accepted(&publish(&mut origin, vec![registration("reg-1", DESTINATION, &id)]).await);
+    let get = |purpose: &str| proto::GetCaseRequest {
+        resident_id: id.clone(),
+        origin_office: String::new(),
+        purpose: purpose.into(),
+    };
+
+    let mut destination = server.office(DESTINATION).await;
+    let case = destination
+        .get_case(get("核实"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(case.resident_id, id);
+    assert_eq!(case.origin_report.unwrap().name, "张三");
+    assert_eq!(case.destination_phone, "13800000000");
+
+    let mut stranger = server.office(STRANGER).await;
+    let err = stranger.get_case(get("curious")).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "existence does not leak");
+    assert!(!err.message().contains(&id), "no full ID in the error");
+
+    let mut admin = server.admin().await;
+    assert_eq!(
+        admin.get_case(get("audit")).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+
+    let err = origin
+        .get_case(proto::GetCaseRequest {
+            resident_id: "12345".into(),
+            ..get("")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        err.get_details_bad_request().unwrap().field_violations[0].field,
+        "resident_id"
+    );
+
+    // After a transfer the old destination sees its own part, masked.
+    accepted(
+        &publish(
+            &mut origin,
+            vec![envelope(
+                "move-1",
+                NEXT_DESTINATION,
+                &id,
+                Body::Transfer(proto::Transfer {
+                    new_destination_office: NEXT_DESTINATION.into(),
+                    moved_on: date(2023, 9, 1),
+                    new_address: String::new(),
+                }),
+            )],
+        )
+        .await,
+    );
+    let past = destination
+        .get_case(get("history"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        past.resident_id,
+        format!("{}********{}", &id[..6], &id[14..])
+    );
+    assert_eq!(past.origin_report.unwrap().name, "张*");
+    assert!(past.destination_phone.is_empty() && past.destination_address.is_empty());
+    let mut next = server.office(NEXT_DESTINATION).await;
+    let current = next.get_case(get("arrival")).await.unwrap().into_inner();
+    assert_eq!(current.resident_id, id);
+    assert_eq!(current.status, proto::CaseStatus::Transferred as i32);
+    server.finish().await;
+}
+
+async fn list_cases_pages_by_role(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let mut origin = server.office(ORIGIN).await;
+    for i in 0..5 {
+        let id = resident(&format!("341502198506150{i}2"));
+        let to = if i < 3 { DESTINATION } else { NEXT_DESTINATION };
+        accepted(
+            &publish(
+                &mut origin,
+                vec![registration(&format!("reg-{i}"), to, &id)],
+            )
+            .await,
+        );
+    }
+    let list = |role: proto::CaseRole, counterpart: &str, token: String| proto::ListCasesRequest {
+        role: role as i32,
+        status: 0,
+        counterpart_office: counterpart.into(),
+        page_size: 2,
+        page_token: token,
+    };
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = origin
+            .list_cases(list(proto::CaseRole::Origin, "", token))
+            .await
+            .unwrap()
+            .into_inner();
+        all.extend(page.cases);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(all.len(), 5);
+    assert!(all.iter().all(|c| c.name == "张三"));
+
+    let page = origin
+        .list_cases(list(
+            proto::CaseRole::Origin,
+            NEXT_DESTINATION,
+            String::new(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.cases.len(), 2);
+
+    let mut destination = server.office(DESTINATION).await;
+    let page = destination
+        .list_cases(proto::ListCasesRequest {
+            page_size: 10,
+            ..list(proto::CaseRole::Destination, "", String::new())
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.cases.len(), 3, "the destination's roll");
+    assert!(page.next_page_token.is_empty());
+    let page = destination
+        .list_cases(list(proto::CaseRole::Origin, "", String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(page.cases.is_empty(), "no outflow of its own");
+
+    let err = destination
+        .list_cases(list(proto::CaseRole::Unspecified, "", String::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    server.finish().await;
+}
+
+async fn connections_without_a_client_certificate_are_refused(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let refused = match server.anonymous().await {
+        Err(_) => true,
+        Ok(channel) => {
+            let mut client = proto::exchange_client::ExchangeClient::new(channel);
+            client.inbox(proto::InboxRequest::default()).await.is_err()
+        }
+    };
+    assert!(refused, "no client certificate, no service");
+
+    // A certificate from another CA is refused too.
+    let other = tempfile::tempdir().unwrap();
+    let foreign = twoplace::pki::init(
+        other.path(),
+        &[twoplace::domain::RegionCode::parse(ORIGIN).unwrap()],
+        &[],
+        &["localhost".into()],
+    )
+    .unwrap();
+    let refused = match server
+        .channel_as(foreign.office_cert(ORIGIN), foreign.office_key(ORIGIN))
+        .await
+    {
+        Err(_) => true,
+        Ok(channel) => proto::exchange_client::ExchangeClient::new(channel)
+            .inbox(proto::InboxRequest::default())
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a certificate of another CA is refused");
+    server.finish().await;
+}
+
+async fn shutdown_ends_live_feeds_cleanly(backend: Backend) {
+    let mut server = TestServer::start_with(&backend, Duration::from_secs(60)).await;
+    let mut destination = server.office(DESTINATION).await;
+    let mut stream = destination
+        .subscribe(proto::SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    server.shutdown().await;
+    // Whatever was in flight (the first heartbeat) arrives, then the stream
+    // ends with OK rather than an error.
+    let events = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut events = Vec::new();
+        while let Some(event) = stream.next().await {
+            events.push(event.expect("no error on shutdown"));
+        }
+        events
+    })
+    .await
+    .expect("the stream ends promptly");
+    assert!(events.len() <= 1, "{events:?}");
+    server.finish().await;
+}
