@@ -242,6 +242,11 @@ async fn duplicates_answer_as_the_first_time_and_conflicts_are_rejected(backend:
     let server = TestServer::start(&backend).await;
     let mut origin = server.office(ORIGIN).await;
     let id = zhang();
+    // Finer than the database keeps: the duplicate must still answer the
+    // very same time.
+    server
+        .clock
+        .set(NOW + time::Duration::nanoseconds(123_456_789));
     let first = publish(&mut origin, vec![registration("reg-1", DESTINATION, &id)]).await;
     accepted(&first);
 

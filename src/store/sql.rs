@@ -177,7 +177,11 @@ macro_rules! sql_store {
                         .execute(&mut *tx)
                         .await?;
                     }
-                    outcomes.push(Outcome::Accepted { at: now });
+                    // What is stored, to the microsecond: a duplicate later
+                    // answers exactly this.
+                    outcomes.push(Outcome::Accepted {
+                        at: from_us(now_us)?,
+                    });
                 }
                 tx.commit().await?;
                 Ok(outcomes)

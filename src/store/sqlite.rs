@@ -28,8 +28,15 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
+            && !dir.exists()
         {
-            std::fs::create_dir_all(dir)?;
+            // The database holds personal data: a directory we create is
+            // readable by the service's user only.
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir)?;
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
