@@ -72,7 +72,7 @@ struct ServeArgs {
 
     /// Database URL: sqlite:PATH or postgres://USER@HOST/DB.
     /// [default: sqlite:<data-dir>/twoplace.db]
-    #[arg(long, env = "TWOPLACE_DATABASE_URL")]
+    #[arg(long, env = "TWOPLACE_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
 
     /// Server certificate (PEM). Without --tls-cert, --tls-key and

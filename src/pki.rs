@@ -17,12 +17,12 @@ use crate::domain::{RegionCode, RegionPrefix};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("certificate generation failed: {0}")]
+    #[error("certificate generation failed")]
     Generate(#[from] rcgen::Error),
 }
 

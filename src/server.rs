@@ -30,16 +30,16 @@ pub struct TlsFiles {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("TLS setup failed: {0}")]
+    #[error("TLS setup failed")]
     Tls(#[source] tonic::transport::Error),
-    #[error("reflection setup failed: {0}")]
+    #[error("reflection setup failed")]
     Reflection(#[from] tonic_reflection::server::Error),
-    #[error("the server failed: {0}")]
+    #[error("the server failed")]
     Transport(#[source] tonic::transport::Error),
 }
 

@@ -68,13 +68,25 @@ impl From<ApiError> for Status {
             ApiError::PermissionDenied(m) => Status::permission_denied(m),
             ApiError::NotFound(m) => Status::not_found(m),
             ApiError::Store(e @ StoreError::Unavailable(_)) => {
-                tracing::warn!(error = %e, "database unavailable");
+                tracing::warn!(error = %chain(&e), "database unavailable");
                 Status::unavailable("the database is unavailable; retry later")
             }
             ApiError::Store(e) => {
-                tracing::error!(error = %e, "storage failure");
+                tracing::error!(error = %chain(&e), "storage failure");
                 Status::internal("internal storage error")
             }
         }
     }
+}
+
+/// An error and its causes on one line, for the log.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        line.push_str(": ");
+        line.push_str(&c.to_string());
+        cause = c.source();
+    }
+    line
 }

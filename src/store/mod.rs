@@ -22,17 +22,17 @@ pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the database is unavailable: {0}")]
+    #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[source] sqlx::Error),
-    #[error("database migration failed: {0}")]
+    #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
     #[error("unsupported database URL (use sqlite:PATH or postgres://…): {0}")]
     UnsupportedUrl(String),
-    #[error("cannot prepare the database location: {0}")]
+    #[error("cannot prepare the database location")]
     Io(#[from] std::io::Error),
 }
 
