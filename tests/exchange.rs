@@ -25,6 +25,8 @@ backend_tests!(
     list_cases_pages_by_role,
     connections_without_a_client_certificate_are_refused,
     shutdown_ends_live_feeds_cleanly,
+    concurrent_publishers_are_delivered_once_in_commit_order,
+    health_and_reflection_are_served,
 );
 
 fn accepted(outcomes: &[proto::PublishOutcome]) {
@@ -853,5 +855,157 @@ async fn shutdown_ends_live_feeds_cleanly(backend: Backend) {
     .await
     .expect("the stream ends promptly");
     assert!(events.len() <= 1, "{events:?}");
+    server.finish().await;
+}
+
+async fn concurrent_publishers_are_delivered_once_in_commit_order(backend: Backend) {
+    const WRITERS: usize = 8;
+    const BATCHES: usize = 6;
+    const PER_BATCH: usize = 40;
+    let server = TestServer::start(&backend).await;
+    let mut origin = server.office(ORIGIN).await;
+    // One case per writer, so no row lock of a shared case orders them.
+    let ids: Vec<_> = (0..WRITERS)
+        .map(|w| resident(&format!("34150219850615{w:02}2")))
+        .collect();
+    let registrations = ids
+        .iter()
+        .enumerate()
+        .map(|(w, id)| registration(&format!("reg-{w}"), DESTINATION, id))
+        .collect();
+    accepted(&publish(&mut origin, registrations).await);
+
+    // Subscribed throughout: it must see every delivery once, in the order
+    // the inbox pages them afterwards, even with writers racing. Batches are
+    // large so that, were sequence numbers not handed out in commit order, a
+    // late commit would slip behind the subscriber's cursor.
+    let mut destination = server.office(DESTINATION).await;
+    let mut stream = destination
+        .subscribe(proto::SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut writers = Vec::new();
+    for (w, id) in ids.into_iter().enumerate() {
+        let mut client = server.office(ORIGIN).await;
+        writers.push(tokio::spawn(async move {
+            for b in 0..BATCHES {
+                let batch = (0..PER_BATCH)
+                    .map(|i| reminder(&format!("w{w}-b{b}-m{i}"), DESTINATION, &id))
+                    .collect();
+                accepted(&publish(&mut client, batch).await);
+            }
+        }));
+    }
+    let total = WRITERS + WRITERS * BATCHES * PER_BATCH;
+    let mut streamed = Vec::new();
+    // One deadline for the lot: heartbeats keep the stream busy even when a
+    // delivery was skipped for good.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while streamed.len() < total {
+        let event = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "only {} of {total} deliveries streamed in 60 s",
+                    streamed.len()
+                )
+            })
+            .unwrap()
+            .unwrap();
+        if let Some(Event::Delivery(d)) = event.event {
+            streamed.push(d.envelope.unwrap().message_id);
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let paged: Vec<_> = inbox_all(&mut destination)
+        .await
+        .into_iter()
+        .map(|d| d.envelope.unwrap().message_id)
+        .collect();
+    // Compared compactly: the lists are long.
+    if let Some(i) = (0..streamed.len().max(paged.len())).find(|&i| streamed.get(i) != paged.get(i))
+    {
+        panic!(
+            "the live feed and the pages diverge at {i}: {:?} streamed, {:?} paged",
+            streamed.get(i),
+            paged.get(i)
+        );
+    }
+    let mut unique = paged.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), total, "each message once");
+    // Each writer's batches arrive in the order it sent them.
+    for w in 0..WRITERS {
+        let mine: Vec<_> = paged
+            .iter()
+            .filter(|m| m.starts_with(&format!("w{w}-")))
+            .cloned()
+            .collect();
+        let expected: Vec<_> = (0..BATCHES)
+            .flat_map(|b| (0..PER_BATCH).map(move |i| format!("w{w}-b{b}-m{i}")))
+            .collect();
+        assert_eq!(mine, expected);
+    }
+    server.finish().await;
+}
+
+async fn health_and_reflection_are_served(backend: Backend) {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let server = TestServer::start(&backend).await;
+    let channel = server
+        .channel_as(
+            server.pki.office_cert(ORIGIN),
+            server.pki.office_key(ORIGIN),
+        )
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    for service in ["", "twoplace.v1.Exchange"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("a service list");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "twoplace.v1.Exchange",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
     server.finish().await;
 }

@@ -545,3 +545,307 @@ pub fn envelope(env: &proto::Envelope, caller: &RegionCode) -> Result<Message, V
         _ => Err(d.violations),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Policy;
+    use proptest::prelude::*;
+    use prost::Message as _;
+
+    fn caller() -> RegionCode {
+        RegionCode::parse("341502").unwrap()
+    }
+
+    fn base(body: WireBody) -> proto::Envelope {
+        proto::Envelope {
+            message_id: "m-1".into(),
+            sender_office: String::new(),
+            recipient_office: "310112".into(),
+            case_ref: Some(proto::CaseRef {
+                resident_id: "11010519491231002X".into(),
+                origin_office: "341502".into(),
+            }),
+            sent_at: None,
+            body: Some(body),
+        }
+    }
+
+    fn fields(env: &proto::Envelope) -> Vec<(String, &'static str)> {
+        envelope(env, &caller())
+            .unwrap_err()
+            .into_iter()
+            .map(|v| (v.field, v.reason))
+            .collect()
+    }
+
+    #[test]
+    fn every_problem_is_named_by_its_path() {
+        let env = proto::Envelope {
+            message_id: String::new(),
+            recipient_office: "31011".into(),
+            case_ref: None,
+            body: None,
+            ..base(WireBody::Reminder(proto::Reminder::default()))
+        };
+        assert_eq!(
+            fields(&env),
+            [
+                ("message_id".to_string(), "INVALID_MESSAGE_ID"),
+                ("recipient_office".to_string(), "INVALID_REGION_CODE"),
+                ("case_ref".to_string(), "REQUIRED"),
+                ("body".to_string(), "REQUIRED"),
+            ]
+        );
+    }
+
+    #[test]
+    fn dates_and_enums_must_be_real() {
+        let env = base(WireBody::Registration(proto::Registration {
+            person: Some(proto::Person {
+                name: "张三".into(),
+                sex: 7,
+                birth_date: Some(proto::Date {
+                    year: 1949,
+                    month: 2,
+                    day: 30,
+                }),
+                marital_status: 0,
+                children: Some(99),
+            }),
+            ..Default::default()
+        }));
+        assert_eq!(
+            fields(&env),
+            [
+                ("registration.person.sex".to_string(), "REQUIRED"),
+                ("registration.person.birth_date".to_string(), "INVALID_DATE"),
+                ("registration.person.children".to_string(), "OUT_OF_RANGE"),
+            ]
+        );
+    }
+
+    #[test]
+    fn corrections_are_checked_inside() {
+        let env = base(WireBody::Correction(proto::Correction {
+            target_message_id: "m-0".into(),
+            reason: "typo".into(),
+            corrected: Some(proto::correction::Corrected::Closure(proto::Closure {
+                reason: 0,
+                ..Default::default()
+            })),
+        }));
+        assert_eq!(
+            fields(&env),
+            [("correction.closure.reason".to_string(), "REQUIRED")]
+        );
+    }
+
+    #[test]
+    fn a_found_person_needs_the_observed_facts() {
+        let env = base(WireBody::RegistrationConfirmation(
+            proto::RegistrationConfirmation {
+                finding: proto::Finding::Found as i32,
+                ..Default::default()
+            },
+        ));
+        assert_eq!(
+            fields(&env),
+            [("registration_confirmation.observed".to_string(), "REQUIRED")]
+        );
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            "\\PC{0,70}",
+            "[0-9]{5,10}",
+            "[0-9]{14,17}[0-9Xx]?",
+            "[0-9]{4}(Q[0-5]|H[0-3]|-[0-9]{2})",
+        ]
+    }
+
+    fn date() -> impl Strategy<Value = Option<proto::Date>> {
+        proptest::option::of(
+            (
+                prop_oneof![any::<i32>(), 1840..2100i32],
+                prop_oneof![any::<i32>(), 0..14i32],
+                prop_oneof![any::<i32>(), 0..32i32],
+            )
+                .prop_map(|(year, month, day)| proto::Date { year, month, day }),
+        )
+    }
+
+    fn enum_value() -> impl Strategy<Value = i32> {
+        prop_oneof![any::<i32>(), 0..7i32]
+    }
+
+    fn person() -> impl Strategy<Value = Option<proto::Person>> {
+        proptest::option::of(
+            (
+                text(),
+                enum_value(),
+                date(),
+                enum_value(),
+                proptest::option::of(any::<u32>()),
+            )
+                .prop_map(|(name, sex, birth_date, marital_status, children)| {
+                    proto::Person {
+                        name,
+                        sex,
+                        birth_date,
+                        marital_status,
+                        children,
+                    }
+                }),
+        )
+    }
+
+    fn body() -> impl Strategy<Value = WireBody> {
+        prop_oneof![
+            (person(), date(), text(), text(), any::<bool>()).prop_map(
+                |(person, left_on, a, p, c)| {
+                    WireBody::Registration(proto::Registration {
+                        person,
+                        left_on,
+                        destination_address: a,
+                        destination_phone: p,
+                        periodic_checks: c,
+                        note: String::new(),
+                    })
+                }
+            ),
+            (enum_value(), person(), date()).prop_map(|(finding, observed, confirmed_on)| {
+                WireBody::RegistrationConfirmation(proto::RegistrationConfirmation {
+                    finding,
+                    observed,
+                    confirmed_on,
+                    ..Default::default()
+                })
+            }),
+            (text(), date(), date()).prop_map(|(n, i, v)| WireBody::CertificateIssued(
+                proto::CertificateIssued {
+                    certificate_number: n,
+                    issued_on: i,
+                    valid_until: v,
+                }
+            )),
+            (
+                text(),
+                enum_value(),
+                proptest::collection::vec(text(), 0..3),
+                date()
+            )
+                .prop_map(|(n, r, f, d)| WireBody::CertificateVerification(
+                    proto::CertificateVerification {
+                        certificate_number: n,
+                        result: r,
+                        mismatched_fields: f,
+                        checked_on: d,
+                        note: String::new(),
+                    }
+                )),
+            (text(), date(), enum_value(), any::<bool>()).prop_map(|(period, d, o, checked)| {
+                use proto::pregnancy_check_feedback::{Checked, NotChecked, Result as R};
+                WireBody::PregnancyCheckFeedback(proto::PregnancyCheckFeedback {
+                    period,
+                    result: Some(if checked {
+                        R::Checked(Checked {
+                            checked_on: d,
+                            outcome: o,
+                        })
+                    } else {
+                        R::NotChecked(NotChecked {
+                            reason: o,
+                            note: String::new(),
+                        })
+                    }),
+                })
+            }),
+            (enum_value(), text()).prop_map(|(u, q)| WireBody::VerificationRequest(
+                proto::VerificationRequest {
+                    urgency: u,
+                    question: q,
+                    certificate_mismatch: false,
+                }
+            )),
+            (text(), text()).prop_map(|(r, a)| WireBody::VerificationReply(
+                proto::VerificationReply {
+                    request_message_id: r,
+                    answer: a,
+                }
+            )),
+            (text(), date()).prop_map(|(d, m)| WireBody::Transfer(proto::Transfer {
+                new_destination_office: d,
+                moved_on: m,
+                new_address: String::new(),
+            })),
+            (enum_value(), date(), text()).prop_map(|(r, d, n)| WireBody::Closure(
+                proto::Closure {
+                    reason: r,
+                    closed_on: d,
+                    note: n,
+                }
+            )),
+            (text(), text()).prop_map(|(t, r)| WireBody::Void(proto::Void {
+                target_message_id: t,
+                reason: r,
+            })),
+            (text(), enum_value(), date()).prop_map(|(t, r, d)| WireBody::Correction(
+                proto::Correction {
+                    target_message_id: t,
+                    reason: "fix".into(),
+                    corrected: Some(proto::correction::Corrected::Closure(proto::Closure {
+                        reason: r,
+                        closed_on: d,
+                        note: String::new(),
+                    })),
+                }
+            )),
+        ]
+    }
+
+    fn any_envelope() -> impl Strategy<Value = proto::Envelope> {
+        (
+            text(),
+            text(),
+            text(),
+            text(),
+            text(),
+            proptest::option::of(body()),
+        )
+            .prop_map(
+                |(id, sender, recipient, resident, origin, body)| proto::Envelope {
+                    message_id: id,
+                    sender_office: sender,
+                    recipient_office: recipient,
+                    case_ref: Some(proto::CaseRef {
+                        resident_id: resident,
+                        origin_office: origin,
+                    }),
+                    sent_at: None,
+                    body,
+                },
+            )
+    }
+
+    proptest! {
+        /// Nothing a client sends makes decoding or checking panic, and a
+        /// rejection always names at least one field.
+        #[test]
+        fn any_envelope_is_decoded_or_rejected_with_reasons(env in any_envelope()) {
+            let now = time::macros::datetime!(2024-03-01 00:00 UTC);
+            match envelope(&env, &caller()) {
+                Ok(message) => { let _ = message.check(&Policy::default(), now); }
+                Err(violations) => prop_assert!(!violations.is_empty()),
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(env) = proto::Envelope::decode(bytes.as_slice()) {
+                let _ = envelope(&env, &caller());
+            }
+        }
+    }
+}

@@ -319,16 +319,25 @@ pub fn status_of(o: &proto::PublishOutcome) -> proto::PublishStatus {
     proto::PublishStatus::try_from(o.status).unwrap()
 }
 
+/// Every delivery in the caller's inbox, page by page.
 pub async fn inbox_all(client: &mut ExchangeClient<Channel>) -> Vec<proto::Delivery> {
-    client
-        .inbox(proto::InboxRequest {
-            after_cursor: String::new(),
-            page_size: 500,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .deliveries
+    let mut all = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = client
+            .inbox(proto::InboxRequest {
+                after_cursor: cursor,
+                page_size: 500,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if page.deliveries.is_empty() {
+            return all;
+        }
+        all.extend(page.deliveries);
+        cursor = page.next_cursor;
+    }
 }
 
 /// Declares each test once per backend: `backend_tests!(a, b)` makes
