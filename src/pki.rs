@@ -94,35 +94,28 @@ pub fn init(
     }
     issue(&server, &issuer, &pki.server_cert(), &pki.server_key())?;
 
-    for office in offices {
-        let mut params = leaf_params(
-            &format!("office {office}"),
-            ExtendedKeyUsagePurpose::ClientAuth,
-        );
-        params
-            .subject_alt_names
-            .push(SanType::URI(format!("{OFFICE_URN}{office}").try_into()?));
-        issue(
-            &params,
-            &issuer,
-            &pki.office_cert(office.as_str()),
-            &pki.office_key(office.as_str()),
-        )?;
-    }
-    for admin in admins {
-        let mut params = leaf_params(
-            &format!("administrator {admin}"),
-            ExtendedKeyUsagePurpose::ClientAuth,
-        );
-        params
-            .subject_alt_names
-            .push(SanType::URI(format!("{ADMIN_URN}{admin}").try_into()?));
-        issue(
-            &params,
-            &issuer,
-            &pki.admin_cert(admin.as_str()),
-            &pki.admin_key(admin.as_str()),
-        )?;
+    let clients = offices
+        .iter()
+        .map(|o| {
+            (
+                format!("office {o}"),
+                format!("{OFFICE_URN}{o}"),
+                pki.office_cert(o.as_str()),
+                pki.office_key(o.as_str()),
+            )
+        })
+        .chain(admins.iter().map(|a| {
+            (
+                format!("administrator {a}"),
+                format!("{ADMIN_URN}{a}"),
+                pki.admin_cert(a.as_str()),
+                pki.admin_key(a.as_str()),
+            )
+        }));
+    for (common_name, uri, cert, key) in clients {
+        let mut params = leaf_params(&common_name, ExtendedKeyUsagePurpose::ClientAuth);
+        params.subject_alt_names.push(SanType::URI(uri.try_into()?));
+        issue(&params, &issuer, &cert, &key)?;
     }
     Ok(pki)
 }

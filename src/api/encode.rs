@@ -135,10 +135,7 @@ pub fn case(
             .map(full)
             .unwrap_or_default(),
         origin_office: state.origin.to_string(),
-        destination_office: state
-            .current_destination()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
+        destination_office: current_destination(state),
         status: case_status(state.status) as i32,
         closure_reason: state
             .closure
@@ -208,6 +205,13 @@ pub fn case(
     }
 }
 
+fn current_destination(state: &CaseState) -> String {
+    state
+        .current_destination()
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
 pub fn case_summary(state: &CaseState) -> proto::CaseSummary {
     proto::CaseSummary {
         resident_id: state.resident_id.clone(),
@@ -218,10 +222,7 @@ pub fn case_summary(state: &CaseState) -> proto::CaseSummary {
             .map(|p| p.name.as_str().to_string())
             .unwrap_or_default(),
         origin_office: state.origin.to_string(),
-        destination_office: state
-            .current_destination()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
+        destination_office: current_destination(state),
         status: case_status(state.status) as i32,
         updated_at: Some(timestamp(state.updated_at)),
     }
