@@ -53,6 +53,11 @@ enum Command {
     /// first start (client certificates for offices 341502 and 310112 and
     /// administrator 34).
     Serve(ServeArgs),
+    /// Show the built-in policy (a starting point for --policy FILE).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Manage certificates.
     Pki {
         #[command(subcommand)]
@@ -92,6 +97,11 @@ struct ServeArgs {
     #[arg(long, env = "TWOPLACE_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
     heartbeat: Duration,
 
+    /// Policy file (TOML): deadlines, working-day calendar, feedback period.
+    /// [default: the built-in policy, `twoplace policy show`]
+    #[arg(long, env = "TWOPLACE_POLICY")]
+    policy: Option<PathBuf>,
+
     /// Accept resident IDs whose check digit does not hold (default: reject).
     #[arg(long, env = "TWOPLACE_ACCEPT_BAD_CHECK_DIGITS")]
     accept_bad_check_digits: bool,
@@ -99,6 +109,14 @@ struct ServeArgs {
     /// Accept region codes that are not in GB/T 2260 (default: reject).
     #[arg(long, env = "TWOPLACE_ACCEPT_UNKNOWN_REGIONS")]
     accept_unknown_regions: bool,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print the built-in policy file.
+    Show,
+    /// Check a policy file and say what is wrong, with the line.
+    Check { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -159,6 +177,21 @@ fn main() -> Result<()> {
             .enable_all()
             .build()?
             .block_on(serve(args)),
+        Command::Policy {
+            command: PolicyCommand::Show,
+        } => {
+            print!("{}", twoplace::domain::policy::DEFAULT_POLICY);
+            Ok(())
+        }
+        Command::Policy {
+            command: PolicyCommand::Check { file },
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            Policy::from_toml(&text).with_context(|| format!("in {}", file.display()))?;
+            println!("{}: a valid policy", file.display());
+            Ok(())
+        }
         Command::Pki {
             command:
                 PkiCommand::Init {
@@ -232,12 +265,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
         database = %store::redact_url(&url),
         "twoplace is serving (mTLS)"
     );
+    let mut policy = match &args.policy {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the policy {}", path.display()))?;
+            Policy::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Policy::default(),
+    };
+    policy.accept_bad_check_digits |= args.accept_bad_check_digits;
+    policy.accept_unknown_regions |= args.accept_unknown_regions;
     let options = ServerOptions {
         tls,
-        policy: Policy {
-            accept_bad_check_digits: args.accept_bad_check_digits,
-            accept_unknown_regions: args.accept_unknown_regions,
-        },
+        policy,
         heartbeat: args.heartbeat,
     };
     server::serve(

@@ -5,6 +5,7 @@
 pub mod case;
 pub mod message;
 pub mod period;
+pub mod policy;
 pub mod region;
 pub mod resident_id;
 
@@ -16,6 +17,7 @@ use time::{OffsetDateTime, UtcOffset};
 pub use case::{CaseState, CaseStatus};
 pub use message::{Body, CaseKey, Kind, Message, MessageId};
 pub use period::Period;
+pub use policy::Policy;
 pub use region::{RegionCode, RegionPrefix};
 pub use resident_id::ResidentId;
 
@@ -125,17 +127,6 @@ impl Violation {
         };
         self
     }
-}
-
-/// What the policy decides about input that is suspect rather than broken.
-/// The deadline settings of the reconciliation policy join these.
-#[derive(Debug, Clone, Default)]
-pub struct Policy {
-    /// Accept resident IDs whose check character does not hold (the
-    /// national system stopped rejecting them) instead of rejecting them.
-    pub accept_bad_check_digits: bool,
-    /// Accept region codes that are not in GB/T 2260.
-    pub accept_unknown_regions: bool,
 }
 
 #[cfg(test)]
