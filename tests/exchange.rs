@@ -424,7 +424,9 @@ async fn the_sender_is_the_certificate(backend: Backend) {
             .any(|v| v.field == "messages[0].sender_office" && v.reason == "SENDER_MISMATCH")
     );
 
-    // A stranger can neither speak about the case nor address it.
+    // A stranger's message about the case is kept (it may be an answer
+    // that arrived before the transfer naming it) but gains it nothing: no
+    // read access, no change to the case's facts.
     accepted(
         &publish(
             &mut origin,
@@ -433,8 +435,27 @@ async fn the_sender_is_the_certificate(backend: Backend) {
         .await,
     );
     let mut stranger = server.office(STRANGER).await;
-    let o = publish(&mut stranger, vec![reminder("s-1", ORIGIN, &zhang())]).await;
-    assert_eq!(o[0].violations[0].reason, "NOT_A_PARTY");
+    let claim = envelope(
+        "s-1",
+        ORIGIN,
+        &zhang(),
+        Body::RegistrationConfirmation(proto::RegistrationConfirmation {
+            finding: proto::Finding::NotFound as i32,
+            ..Default::default()
+        }),
+    );
+    accepted(&publish(&mut stranger, vec![claim]).await);
+    let read = |purpose: &str| proto::GetCaseRequest {
+        resident_id: zhang(),
+        origin_office: String::new(),
+        purpose: purpose.into(),
+    };
+    assert_eq!(
+        stranger.get_case(read("curious")).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    let case = origin.get_case(read("check")).await.unwrap().into_inner();
+    assert_eq!(case.destination_finding, proto::Finding::Unspecified as i32);
 
     // Administrators do not take part in cases.
     let mut admin = server.admin().await;

@@ -114,7 +114,7 @@ impl ExchangeService {
         let stored = if candidates.is_empty() {
             Vec::new()
         } else {
-            self.store.publish(candidates, now).await?
+            self.store.publish(candidates, &self.policy, now).await?
         };
         let mut accepted = 0;
         for (i, outcome) in positions.into_iter().zip(stored) {

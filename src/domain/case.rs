@@ -227,7 +227,6 @@ pub fn apply(
     now: OffsetDateTime,
 ) -> Result<Applied, Vec<Violation>> {
     let mut state = state.unwrap_or_else(|| CaseState::new(msg, now));
-    check_parties(&state, msg)?;
     let mut recipients = vec![msg.recipient.clone()];
     let mut target = None;
     match &msg.body {
@@ -245,9 +244,25 @@ pub fn apply(
                 check_target(e, msg, Some(corrected.kind()))?;
                 target = Some((id.clone(), Standing::Superseded));
             }
-            apply_body(&mut state, msg, corrected, &mut recipients, now)?;
+            apply_body(
+                &mut state,
+                &msg.sender,
+                &msg.recipient,
+                corrected,
+                &mut recipients,
+                now,
+                earlier.is_some(),
+            )?;
         }
-        body => apply_body(&mut state, msg, body, &mut recipients, now)?,
+        body => apply_body(
+            &mut state,
+            &msg.sender,
+            &msg.recipient,
+            body,
+            &mut recipients,
+            now,
+            false,
+        )?,
     }
     state.updated_at = now;
     Ok(Applied {
@@ -255,32 +270,6 @@ pub fn apply(
         recipients,
         target,
     })
-}
-
-/// A destination-side sender must be a destination of the case once the
-/// origin has named one; an origin's message goes to a destination it named.
-fn check_parties(state: &CaseState, msg: &Message) -> Result<(), Vec<Violation>> {
-    let known = !state.destinations.is_empty();
-    let kind = msg.body.kind();
-    if msg.sender != state.origin {
-        if known && !state.was_destination(&msg.sender) {
-            return Err(vec![Violation::new(
-                "sender_office",
-                "NOT_A_PARTY",
-                "the sender is not a destination of this case",
-            )]);
-        }
-    } else if known
-        && !matches!(kind, Kind::Registration | Kind::Transfer)
-        && !state.was_destination(&msg.recipient)
-    {
-        return Err(vec![Violation::new(
-            "recipient_office",
-            "NOT_A_PARTY",
-            "the recipient is not a destination of this case",
-        )]);
-    }
-    Ok(())
 }
 
 fn check_target(e: &Earlier, msg: &Message, kind: Option<Kind>) -> Result<(), Vec<Violation>> {
@@ -315,16 +304,28 @@ fn check_target(e: &Earlier, msg: &Message, kind: Option<Kind>) -> Result<(), Ve
     Ok(())
 }
 
-fn apply_body(
+/// What one body does to the case state, sent by `sender` to `recipient`.
+/// A corrected body (`correcting`) fixes facts: it never moves the person
+/// or reopens a closed case.
+pub(crate) fn apply_body(
     state: &mut CaseState,
-    msg: &Message,
+    sender: &RegionCode,
+    recipient: &RegionCode,
     body: &Body,
     recipients: &mut Vec<RegionCode>,
     now: OffsetDateTime,
+    correcting: bool,
 ) -> Result<(), Vec<Violation>> {
     match body {
+        Body::Registration(r) if correcting => {
+            state.origin_report = Some(r.person.clone());
+            state.left_on = r.left_on.or(state.left_on);
+            state.destination_address = r.destination_address.clone();
+            state.destination_phone = r.destination_phone.clone();
+            state.periodic_checks = r.periodic_checks;
+        }
         Body::Registration(r) => {
-            state.move_to(&msg.recipient, now);
+            state.move_to(recipient, now);
             state.origin_report = Some(r.person.clone());
             state.left_on = r.left_on.or(state.left_on);
             state.destination_address = r.destination_address.clone();
@@ -362,7 +363,7 @@ fn apply_body(
             let record = FeedbackRecord {
                 period: period.clone(),
                 result: f.result,
-                from_office: msg.sender.clone(),
+                from_office: sender.clone(),
             };
             match state.feedback.iter_mut().find(|r| r.period == period) {
                 Some(existing) => *existing = record,
@@ -386,7 +387,7 @@ fn apply_body(
                     "is already the case's destination",
                 )]);
             }
-            if msg.sender != state.origin && current.as_ref() != Some(&msg.sender) {
+            if *sender != state.origin && current.as_ref() != Some(sender) {
                 return Err(vec![Violation::new(
                     "sender_office",
                     "NOT_CURRENT_DESTINATION",
@@ -408,7 +409,7 @@ fn apply_body(
             .into_iter()
             .flatten()
             {
-                if office != msg.sender && !recipients.contains(&office) {
+                if &office != sender && !recipients.contains(&office) {
                     recipients.push(office);
                 }
             }
@@ -541,17 +542,6 @@ mod tests {
             .state;
         assert_eq!(s.status, CaseStatus::Active);
         assert!(s.destination_report.is_some() && s.origin_report.is_some());
-    }
-
-    #[test]
-    fn strangers_are_not_parties() {
-        let s = registered();
-        let m = msg("c-1", "310114", "341502", Body::Reminder { about: None });
-        let err = apply(Some(s.clone()), &m, None, NOW).unwrap_err();
-        assert_eq!(err[0].reason, "NOT_A_PARTY");
-        let m = msg("r-1", "341502", "310114", Body::Reminder { about: None });
-        let err = apply(Some(s), &m, None, NOW).unwrap_err();
-        assert_eq!(err[0].field, "recipient_office");
     }
 
     #[test]

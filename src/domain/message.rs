@@ -142,7 +142,7 @@ pub enum CheckResult {
     NotChecked { reason: NotCheckedReason },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PregnancyCheckFeedback {
     pub period: Period,
     pub result: CheckResult,
@@ -154,18 +154,18 @@ pub enum Urgency {
     Urgent,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerificationRequest {
     pub urgency: Urgency,
     pub certificate_mismatch: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerificationReply {
     pub request: MessageId,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transfer {
     pub new_destination: RegionCode,
     pub moved_on: Option<Date>,
@@ -180,14 +180,14 @@ pub enum ClosureReason {
     Other,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Closure {
     pub reason: ClosureReason,
     pub closed_on: Option<Date>,
     pub note: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
     Registration(Registration),
     RegistrationConfirmation(RegistrationConfirmation),
@@ -211,7 +211,8 @@ pub enum Body {
 }
 
 /// The kind of a message, as stored and shown (`REGISTRATION`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Kind {
     Registration,
     RegistrationConfirmation,

@@ -6,6 +6,7 @@ pub mod case;
 pub mod message;
 pub mod period;
 pub mod policy;
+pub mod reconcile;
 pub mod region;
 pub mod resident_id;
 

@@ -15,7 +15,11 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::domain::case::{CaseState, CaseStatus, Standing};
-use crate::domain::{Message, RegionCode, Violation};
+use crate::domain::reconcile::{Findings, ObligationKind, ObligationState};
+use crate::domain::{Message, Policy, RegionCode, Violation};
+
+/// The sender of what the exchange itself sends (reminders).
+pub const SYSTEM_SENDER: &str = "twoplace";
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -81,7 +85,72 @@ pub struct DeliveryRow {
 pub struct StoredCase {
     pub id: i64,
     pub state: CaseState,
+    pub findings: Findings,
 }
+
+/// An obligation as stored, with the case it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObligationRow {
+    pub id: i64,
+    pub case_id: i64,
+    pub resident_id: String,
+    pub origin: String,
+    /// The case's current destination.
+    pub destination: Option<String>,
+    pub key: String,
+    pub kind: ObligationKind,
+    pub debtor: String,
+    pub creditor: String,
+    pub state: ObligationState,
+    pub opened_at: OffsetDateTime,
+    pub due_at: OffsetDateTime,
+    pub escalates_at: OffsetDateTime,
+    pub closed_at: Option<OffsetDateTime>,
+    pub closed_by: Option<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ObligationQuery {
+    pub office: RegionCode,
+    /// As debtor (what the office owes) or as creditor (what it is owed).
+    pub as_debtor: bool,
+    pub kind: Option<ObligationKind>,
+    pub state: Option<ObligationState>,
+    /// Open and past due at this instant.
+    pub overdue_at: Option<OffsetDateTime>,
+    pub counterpart: Option<RegionCode>,
+    pub due_after: Option<OffsetDateTime>,
+    pub due_before: Option<OffsetDateTime>,
+    /// Keyset paging: after this (due, id).
+    pub after: Option<(i64, i64)>,
+    pub limit: u32,
+}
+
+/// A reminder the sweeper is about to deliver.
+#[derive(Debug, Clone)]
+pub struct ReminderDue {
+    /// Stable per obligation and threshold: the idempotency key.
+    pub message_id: String,
+    pub resident_id: String,
+    pub origin: String,
+    pub debtor: String,
+    pub kind: ObligationKind,
+    pub detail: String,
+    pub due_at: OffsetDateTime,
+    pub escalated: bool,
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub cases_reconciled: u64,
+    pub overdue_reminders: u64,
+    pub escalation_reminders: u64,
+}
+
+/// Builds the envelope (wire bytes) of a reminder.
+pub type ReminderEnvelope = dyn Fn(&ReminderDue) -> Vec<u8> + Send + Sync;
 
 #[derive(Debug, Clone)]
 pub struct HistoryRow {
@@ -124,6 +193,7 @@ pub trait Store: Send + Sync + 'static {
     async fn publish(
         &self,
         batch: Vec<Candidate>,
+        policy: &Policy,
         now: OffsetDateTime,
     ) -> Result<Vec<Outcome>, StoreError>;
 
@@ -161,6 +231,24 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     async fn list_cases(&self, query: &CaseQuery) -> Result<Vec<StoredCase>, StoreError>;
+
+    /// A case's obligations, receipts included, by due time.
+    async fn case_obligations(&self, case_id: i64) -> Result<Vec<ObligationRow>, StoreError>;
+
+    async fn list_obligations(
+        &self,
+        query: &ObligationQuery,
+    ) -> Result<Vec<ObligationRow>, StoreError>;
+
+    /// Reconciles the cases whose time has come (a feedback period began)
+    /// and delivers each due reminder exactly once, at most `limit` of each.
+    async fn sweep(
+        &self,
+        policy: &Policy,
+        now: OffsetDateTime,
+        limit: u32,
+        envelope: &ReminderEnvelope,
+    ) -> Result<SweepReport, StoreError>;
 
     /// Whether the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;

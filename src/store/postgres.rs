@@ -39,4 +39,4 @@ impl PgStore {
     }
 }
 
-sql_store!(PgStore);
+sql_store!(PgStore, sqlx::Postgres);

@@ -5,24 +5,434 @@
 //! Writers are serialised on purpose: deliveries get their sequence numbers
 //! in commit order, so a reader that has seen delivery N has seen every
 //! delivery before N — a feed cursor can never skip a row that commits late.
+//! The same turn-taking makes each reminder and each re-reconciliation
+//! happen once, whichever server's sweeper gets there first.
+
+use std::collections::HashMap;
+
+use super::{ObligationRow, StoreError, from_us, to_us};
+use crate::domain::reconcile::{Obligation, ObligationKind, ObligationState, Reconciled, Recorded};
+
+/// A case being worked on within one write transaction.
+pub(crate) struct CaseWork {
+    pub id: Option<i64>,
+    pub messages: Vec<Recorded>,
+    pub reconciled: Option<Reconciled>,
+    /// Derived obligations as stored: key → (row id, columns).
+    pub stored: HashMap<String, (i64, ObligationColumns)>,
+    pub dirty: bool,
+}
+
+/// The columns reconciliation owns in `obligations`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ObligationColumns {
+    pub kind: String,
+    pub debtor: String,
+    pub creditor: String,
+    pub state: String,
+    pub opened_us: i64,
+    pub due_us: i64,
+    pub escalates_us: i64,
+    pub closed_us: Option<i64>,
+    pub closed_by: Option<String>,
+    pub detail: String,
+}
+
+impl ObligationColumns {
+    pub fn of(o: &Obligation) -> Self {
+        Self {
+            kind: o.kind.as_str().to_string(),
+            debtor: o.debtor.to_string(),
+            creditor: o.creditor.to_string(),
+            state: o.state.as_str().to_string(),
+            opened_us: to_us(o.opened_at),
+            due_us: to_us(o.due_at),
+            escalates_us: to_us(o.escalates_at),
+            closed_us: o.closed_at.map(to_us),
+            closed_by: o.closed_by.clone(),
+            detail: o.detail.clone(),
+        }
+    }
+
+    /// A new debtor or due time starts the reminders afresh.
+    pub fn reschedules(&self, other: &Self) -> bool {
+        self.debtor != other.debtor || self.due_us != other.due_us
+    }
+}
+
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// Reads an obligation row joined with its case.
+pub(crate) fn obligation_row<R>(row: &R) -> Result<ObligationRow, StoreError>
+where
+    R: sqlx::Row,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    let kind: String = row.try_get("kind")?;
+    let state: String = row.try_get("state")?;
+    Ok(ObligationRow {
+        id: row.try_get("id")?,
+        case_id: row.try_get("case_id")?,
+        resident_id: row.try_get("resident_id")?,
+        origin: row.try_get("origin")?,
+        destination: row.try_get("destination")?,
+        key: row.try_get("key")?,
+        kind: ObligationKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind}")))?,
+        debtor: row.try_get("debtor")?,
+        creditor: row.try_get("creditor")?,
+        state: ObligationState::parse(&state).ok_or_else(|| corrupt(format!("state {state}")))?,
+        opened_at: from_us(row.try_get("opened_us")?)?,
+        due_at: from_us(row.try_get("due_us")?)?,
+        escalates_at: from_us(row.try_get("escalates_us")?)?,
+        closed_at: row
+            .try_get::<Option<i64>, _>("closed_us")?
+            .map(from_us)
+            .transpose()?,
+        closed_by: row.try_get("closed_by")?,
+        detail: row.try_get("detail")?,
+    })
+}
+
+/// Reads an `id, state, findings` row of `cases`, on either backend.
+pub(crate) fn stored_case<R>(row: &R) -> Result<super::StoredCase, StoreError>
+where
+    R: sqlx::Row,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    let id: i64 = row.try_get("id")?;
+    let state: String = row.try_get("state")?;
+    let findings: String = row.try_get("findings")?;
+    Ok(super::StoredCase {
+        id,
+        state: serde_json::from_str(&state).map_err(|e| corrupt(format!("case {id}: {e}")))?,
+        findings: serde_json::from_str(&findings)
+            .map_err(|e| corrupt(format!("case {id} findings: {e}")))?,
+    })
+}
+
+pub(crate) const OBLIGATION_COLUMNS: &str = "o.id, o.case_id, c.resident_id, c.origin, \
+     c.destination, o.key, o.kind, o.debtor, o.creditor, o.state, o.opened_us, o.due_us, \
+     o.escalates_us, o.closed_us, o.closed_by, o.detail";
+
+/// The threshold a reminder is about, as named in its message id.
+pub(crate) fn threshold(escalated: bool) -> &'static str {
+    if escalated { "escalated" } else { "overdue" }
+}
 
 macro_rules! sql_store {
-    ($store:ty) => {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// Loads a case and everything reconciliation needs, or an empty
+            /// work item for a case not seen before.
+            async fn load_case(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                case: &$crate::domain::CaseKey,
+                policy: &$crate::domain::Policy,
+                now: time::OffsetDateTime,
+            ) -> Result<$crate::store::sql::CaseWork, $crate::store::StoreError> {
+                use sqlx::Row as _;
+                use $crate::domain::reconcile::{Recorded, reconcile};
+                use $crate::domain::{MessageId, RegionCode};
+                use $crate::store::sql::{CaseWork, ObligationColumns, corrupt};
+                use $crate::store::{SYSTEM_SENDER, from_us};
+
+                let id: Option<i64> =
+                    sqlx::query("SELECT id FROM cases WHERE resident_id = $1 AND origin = $2")
+                        .bind(case.resident.as_str())
+                        .bind(case.origin.as_str())
+                        .fetch_optional(&mut **tx)
+                        .await?
+                        .map(|row| row.try_get("id"))
+                        .transpose()?;
+                let mut work = CaseWork {
+                    id,
+                    messages: Vec::new(),
+                    reconciled: None,
+                    stored: std::collections::HashMap::new(),
+                    dirty: false,
+                };
+                let Some(id) = id else {
+                    return Ok(work);
+                };
+                let rows = sqlx::query(
+                    "SELECT message_id, sender, recipient, accepted_us, body FROM messages \
+                     WHERE case_id = $1 AND sender <> $2 ORDER BY id",
+                )
+                .bind(id)
+                .bind(SYSTEM_SENDER)
+                .fetch_all(&mut **tx)
+                .await?;
+                for row in rows {
+                    let message_id: String = row.try_get("message_id")?;
+                    let sender: String = row.try_get("sender")?;
+                    let recipient: String = row.try_get("recipient")?;
+                    let body: String = row.try_get("body")?;
+                    work.messages.push(Recorded {
+                        id: MessageId::parse(&message_id).map_err(corrupt)?,
+                        sender: RegionCode::parse_format(&sender).map_err(corrupt)?,
+                        recipient: RegionCode::parse_format(&recipient).map_err(corrupt)?,
+                        accepted_at: from_us(row.try_get("accepted_us")?)?,
+                        body: serde_json::from_str(&body)
+                            .map_err(|e| corrupt(format!("message {message_id}: {e}")))?,
+                    });
+                }
+                let rows = sqlx::query(
+                    "SELECT id, key, kind, debtor, creditor, state, opened_us, due_us, \
+                     escalates_us, closed_us, closed_by, detail FROM obligations \
+                     WHERE case_id = $1 AND delivery IS NULL",
+                )
+                .bind(id)
+                .fetch_all(&mut **tx)
+                .await?;
+                for row in rows {
+                    work.stored.insert(
+                        row.try_get("key")?,
+                        (
+                            row.try_get("id")?,
+                            ObligationColumns {
+                                kind: row.try_get("kind")?,
+                                debtor: row.try_get("debtor")?,
+                                creditor: row.try_get("creditor")?,
+                                state: row.try_get("state")?,
+                                opened_us: row.try_get("opened_us")?,
+                                due_us: row.try_get("due_us")?,
+                                escalates_us: row.try_get("escalates_us")?,
+                                closed_us: row.try_get("closed_us")?,
+                                closed_by: row.try_get("closed_by")?,
+                                detail: row.try_get("detail")?,
+                            },
+                        ),
+                    );
+                }
+                work.reconciled = Some(reconcile(case, &work.messages, policy, now));
+                Ok(work)
+            }
+
+            /// Writes a case's reconciliation: its row, its obligations
+            /// (inserted, updated, or cancelled when no longer owed — never
+            /// deleted) and the standing of its messages.
+            async fn persist_case(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                work: &$crate::store::sql::CaseWork,
+                now_us: i64,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::domain::RegionCode;
+                use $crate::store::sql::{ObligationColumns, corrupt};
+                use $crate::store::to_us;
+
+                let (Some(case_id), Some(r)) = (work.id, work.reconciled.as_ref()) else {
+                    return Ok(());
+                };
+                let state = serde_json::to_string(&r.state).map_err(corrupt)?;
+                let findings = $crate::domain::reconcile::Findings {
+                    discrepancies: r.discrepancies.clone(),
+                    orphans: r.orphans.clone(),
+                };
+                let open_discrepancies = findings
+                    .discrepancies
+                    .iter()
+                    .filter(|d| d.resolved_at.is_none())
+                    .count() as i64;
+                let orphans = findings.orphans.len() as i64;
+                let findings = serde_json::to_string(&findings).map_err(corrupt)?;
+                sqlx::query(
+                    "UPDATE cases SET destination = $1, status = $2, state = $3, findings = $4, \
+                     open_discrepancies = $5, orphans = $6, next_change_us = $7, updated_us = $8 \
+                     WHERE id = $9",
+                )
+                .bind(r.state.current_destination().map(RegionCode::as_str))
+                .bind(r.state.status.as_str())
+                .bind(&state)
+                .bind(&findings)
+                .bind(open_discrepancies)
+                .bind(orphans)
+                .bind(r.next_change.map(to_us))
+                .bind(now_us)
+                .bind(case_id)
+                .execute(&mut **tx)
+                .await?;
+
+                for o in &r.obligations {
+                    let new = ObligationColumns::of(o);
+                    match work.stored.get(&o.key) {
+                        Some((_, old)) if *old == new => {}
+                        Some((id, old)) => {
+                            sqlx::query(
+                                "UPDATE obligations SET kind = $1, debtor = $2, creditor = $3, \
+                                 state = $4, opened_us = $5, due_us = $6, escalates_us = $7, \
+                                 closed_us = $8, closed_by = $9, detail = $10, \
+                                 reminded_overdue_us = CASE WHEN $11 THEN NULL ELSE reminded_overdue_us END, \
+                                 reminded_escalated_us = CASE WHEN $11 THEN NULL ELSE reminded_escalated_us END \
+                                 WHERE id = $12",
+                            )
+                            .bind(&new.kind)
+                            .bind(&new.debtor)
+                            .bind(&new.creditor)
+                            .bind(&new.state)
+                            .bind(new.opened_us)
+                            .bind(new.due_us)
+                            .bind(new.escalates_us)
+                            .bind(new.closed_us)
+                            .bind(&new.closed_by)
+                            .bind(&new.detail)
+                            .bind(old.reschedules(&new))
+                            .bind(*id)
+                            .execute(&mut **tx)
+                            .await?;
+                        }
+                        None => {
+                            sqlx::query(
+                                "INSERT INTO obligations (case_id, key, kind, debtor, creditor, \
+                                 state, opened_us, due_us, escalates_us, closed_us, closed_by, detail) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                            )
+                            .bind(case_id)
+                            .bind(&o.key)
+                            .bind(&new.kind)
+                            .bind(&new.debtor)
+                            .bind(&new.creditor)
+                            .bind(&new.state)
+                            .bind(new.opened_us)
+                            .bind(new.due_us)
+                            .bind(new.escalates_us)
+                            .bind(new.closed_us)
+                            .bind(&new.closed_by)
+                            .bind(&new.detail)
+                            .execute(&mut **tx)
+                            .await?;
+                        }
+                    }
+                }
+                // What reconciliation no longer derives is no longer owed.
+                for (key, (id, old)) in &work.stored {
+                    let still = r.obligations.iter().any(|o| &o.key == key);
+                    if !still && old.state == "OPEN" {
+                        sqlx::query(
+                            "UPDATE obligations SET state = 'CANCELLED', closed_us = $1, \
+                             closed_by = 'no longer owed' WHERE id = $2",
+                        )
+                        .bind(now_us)
+                        .bind(*id)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                }
+                for ((sender, id), standing) in &r.standings {
+                    sqlx::query(
+                        "UPDATE messages SET standing = $1 \
+                         WHERE sender = $2 AND message_id = $3 AND standing <> $1",
+                    )
+                    .bind(standing.as_str())
+                    .bind(sender.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            /// Stores a message of the case and delivers it, with a RECEIPT
+            /// obligation per recipient. Returns the message's row id, or
+            /// None when (sender, message_id) was already taken.
+            #[allow(clippy::too_many_arguments)]
+            async fn insert_message(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                case_id: i64,
+                sender: &str,
+                message_id: &str,
+                content_hash: &[u8],
+                kind: &str,
+                recipients: &[(String, Option<i64>)],
+                envelope: &[u8],
+                body: &str,
+                now_us: i64,
+            ) -> Result<Option<i64>, $crate::store::StoreError> {
+                use sqlx::Row as _;
+                let row = sqlx::query(
+                    "INSERT INTO messages (sender, message_id, content_hash, kind, case_id, \
+                     recipient, envelope, body, standing, accepted_us) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ACTIVE', $9) \
+                     ON CONFLICT (sender, message_id) DO NOTHING RETURNING id",
+                )
+                .bind(sender)
+                .bind(message_id)
+                .bind(content_hash)
+                .bind(kind)
+                .bind(case_id)
+                .bind(recipients.first().map(|(r, _)| r.as_str()).unwrap_or_default())
+                .bind(envelope)
+                .bind(body)
+                .bind(now_us)
+                .fetch_optional(&mut **tx)
+                .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let message_row: i64 = row.try_get("id")?;
+                for (recipient, receipt_due_us) in recipients {
+                    let seq: i64 = sqlx::query(
+                        "INSERT INTO deliveries (recipient, message) VALUES ($1, $2) RETURNING seq",
+                    )
+                    .bind(recipient)
+                    .bind(message_row)
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .try_get("seq")?;
+                    if let Some((due_us, escalates_us)) = receipt_due_us.map(|d| (d, d)) {
+                        sqlx::query(
+                            "INSERT INTO obligations (case_id, key, kind, debtor, creditor, state, \
+                             opened_us, due_us, escalates_us, detail, delivery) \
+                             VALUES ($1, $2, 'RECEIPT', $3, $4, 'OPEN', $5, $6, $7, $8, $9)",
+                        )
+                        .bind(case_id)
+                        .bind(format!("RECEIPT:{seq}"))
+                        .bind(recipient)
+                        .bind(sender)
+                        .bind(now_us)
+                        .bind(due_us)
+                        .bind(escalates_us)
+                        .bind(message_id)
+                        .bind(seq)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                }
+                Ok(Some(message_row))
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             #[tracing::instrument(skip_all, fields(batch = batch.len()))]
             async fn publish(
                 &self,
                 batch: Vec<$crate::store::Candidate>,
+                policy: &$crate::domain::Policy,
                 now: time::OffsetDateTime,
             ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
                 use sqlx::Row as _;
                 use $crate::domain::case::{self, Earlier, Standing};
+                use $crate::domain::policy::DeadlineKind;
+                use $crate::domain::reconcile::{Recorded, reconcile};
                 use $crate::domain::{Body, Kind, RegionCode, Violation};
+                use $crate::store::sql::corrupt;
                 use $crate::store::{Outcome, StoreError, from_us, to_us};
 
                 let (_guard, mut tx) = self.begin_write().await?;
                 let now_us = to_us(now);
+                // What is stored, to the microsecond: a duplicate later
+                // answers exactly this.
+                let at = from_us(now_us)?;
+                let mut cases: std::collections::HashMap<(String, String), $crate::store::sql::CaseWork> =
+                    std::collections::HashMap::new();
                 let mut outcomes = Vec::with_capacity(batch.len());
                 for c in batch {
                     let msg = &c.message;
@@ -36,9 +446,9 @@ macro_rules! sql_store {
                     .await?;
                     if let Some(row) = seen {
                         let hash: Vec<u8> = row.try_get("content_hash")?;
-                        let at = from_us(row.try_get("accepted_us")?)?;
+                        let first = from_us(row.try_get("accepted_us")?)?;
                         outcomes.push(if hash == c.content_hash {
-                            Outcome::Duplicate { at }
+                            Outcome::Duplicate { at: first }
                         } else {
                             Outcome::Rejected(vec![Violation::new(
                                 "message_id",
@@ -50,30 +460,18 @@ macro_rules! sql_store {
                         continue;
                     }
 
-                    let case_row = sqlx::query(
-                        "SELECT id, state FROM cases WHERE resident_id = $1 AND origin = $2",
-                    )
-                    .bind(msg.case.resident.as_str())
-                    .bind(msg.case.origin.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let (case_id, state) = match case_row {
-                        Some(row) => {
-                            let id: i64 = row.try_get("id")?;
-                            let json: String = row.try_get("state")?;
-                            let state: case::CaseState = serde_json::from_str(&json)
-                                .map_err(|e| StoreError::Corrupt(format!("case {id}: {e}")))?;
-                            (Some(id), Some(state))
-                        }
-                        None => (None, None),
-                    };
+                    let case_key = (
+                        msg.case.resident.as_str().to_string(),
+                        msg.case.origin.to_string(),
+                    );
+                    if !cases.contains_key(&case_key) {
+                        let work = Self::load_case(&mut tx, &msg.case, policy, at).await?;
+                        cases.insert(case_key.clone(), work);
+                    }
+                    let work = cases.get_mut(&case_key).expect("just loaded");
 
-                    let target = match &msg.body {
-                        Body::Void { target } | Body::Correction { target, .. } => Some(target),
-                        _ => None,
-                    };
-                    let earlier = match target {
-                        Some(target) => sqlx::query(
+                    let earlier = match &msg.body {
+                        Body::Void { target } | Body::Correction { target, .. } => sqlx::query(
                             "SELECT kind, standing, case_id FROM messages \
                              WHERE sender = $1 AND message_id = $2",
                         )
@@ -85,106 +483,200 @@ macro_rules! sql_store {
                             let kind: String = row.try_get("kind")?;
                             let standing: String = row.try_get("standing")?;
                             let target_case: i64 = row.try_get("case_id")?;
+                            let same_case = work.id == Some(target_case);
+                            // Within this batch the stored standing may be
+                            // stale: the case's reconciliation knows.
+                            let standing = match work.reconciled.as_ref() {
+                                Some(r) if same_case => r.standing(&msg.sender, target),
+                                _ => Standing::parse(&standing)
+                                    .ok_or_else(|| corrupt(format!("standing {standing}")))?,
+                            };
                             Ok(Earlier {
                                 sender: msg.sender.clone(),
                                 kind: Kind::parse(&kind)
-                                    .ok_or_else(|| StoreError::Corrupt(format!("kind {kind}")))?,
-                                standing: Standing::parse(&standing).ok_or_else(|| {
-                                    StoreError::Corrupt(format!("standing {standing}"))
-                                })?,
-                                same_case: case_id == Some(target_case),
+                                    .ok_or_else(|| corrupt(format!("kind {kind}")))?,
+                                standing,
+                                same_case,
                             })
                         })
                         .transpose()?,
-                        None => None,
+                        _ => None,
                     };
 
-                    let applied = match case::apply(state, msg, earlier.as_ref(), now) {
+                    let state = work.reconciled.as_ref().map(|r| r.state.clone());
+                    let applied = match case::apply(state, msg, earlier.as_ref(), at) {
                         Ok(applied) => applied,
                         Err(violations) => {
                             outcomes.push(Outcome::Rejected(violations));
                             continue;
                         }
                     };
-                    let json = serde_json::to_string(&applied.state)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    let destination = applied.state.current_destination().map(RegionCode::as_str);
-                    let status = applied.state.status.as_str();
-                    let case_id = match case_id {
-                        Some(id) => {
-                            sqlx::query(
-                                "UPDATE cases SET destination = $1, status = $2, state = $3, \
-                                 updated_us = $4 WHERE id = $5",
+                    let case_id = match work.id {
+                        Some(id) => id,
+                        None => {
+                            let state = serde_json::to_string(&applied.state).map_err(corrupt)?;
+                            let id: i64 = sqlx::query(
+                                "INSERT INTO cases (resident_id, origin, status, state, \
+                                 created_us, updated_us) VALUES ($1, $2, $3, $4, $5, $5) \
+                                 RETURNING id",
                             )
-                            .bind(destination)
-                            .bind(status)
-                            .bind(&json)
+                            .bind(msg.case.resident.as_str())
+                            .bind(msg.case.origin.as_str())
+                            .bind(applied.state.status.as_str())
+                            .bind(&state)
+                            .bind(now_us)
+                            .fetch_one(&mut *tx)
+                            .await?
+                            .try_get("id")?;
+                            work.id = Some(id);
+                            id
+                        }
+                    };
+                    let recipients: Vec<(String, Option<i64>)> = applied
+                        .recipients
+                        .iter()
+                        .map(|r: &RegionCode| {
+                            let due = policy.due(DeadlineKind::Receipt, r, at);
+                            (r.to_string(), Some(to_us(due)))
+                        })
+                        .collect();
+                    let body = serde_json::to_string(&msg.body).map_err(corrupt)?;
+                    Self::insert_message(
+                        &mut tx,
+                        case_id,
+                        msg.sender.as_str(),
+                        msg.id.as_str(),
+                        &c.content_hash,
+                        msg.body.kind().as_str(),
+                        &recipients,
+                        &c.envelope,
+                        &body,
+                        now_us,
+                    )
+                    .await?
+                    .ok_or_else(|| corrupt("a message id taken within the write turn"))?;
+                    work.messages.push(Recorded::new(msg, at));
+                    work.reconciled = Some(reconcile(&msg.case, &work.messages, policy, at));
+                    work.dirty = true;
+                    outcomes.push(Outcome::Accepted { at });
+                }
+                for work in cases.values().filter(|w| w.dirty) {
+                    Self::persist_case(&mut tx, work, now_us).await?;
+                }
+                tx.commit().await?;
+                Ok(outcomes)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn sweep(
+                &self,
+                policy: &$crate::domain::Policy,
+                now: time::OffsetDateTime,
+                limit: u32,
+                envelope: &$crate::store::ReminderEnvelope,
+            ) -> Result<$crate::store::SweepReport, $crate::store::StoreError> {
+                use sqlx::Row as _;
+                use $crate::domain::reconcile::ObligationKind;
+                use $crate::domain::{CaseKey, RegionCode, ResidentId};
+                use $crate::store::sql::{corrupt, threshold};
+                use $crate::store::{ReminderDue, SYSTEM_SENDER, SweepReport, from_us, to_us};
+
+                let (_guard, mut tx) = self.begin_write().await?;
+                let now_us = to_us(now);
+                let mut report = SweepReport::default();
+
+                // Cases a new feedback period has reached.
+                let due_cases = sqlx::query(
+                    "SELECT resident_id, origin FROM cases \
+                     WHERE next_change_us IS NOT NULL AND next_change_us <= $1 \
+                     ORDER BY next_change_us LIMIT $2",
+                )
+                .bind(now_us)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+                for row in due_cases {
+                    let resident: String = row.try_get("resident_id")?;
+                    let origin: String = row.try_get("origin")?;
+                    let key = CaseKey {
+                        resident: ResidentId::parse(&resident).map_err(corrupt)?,
+                        origin: RegionCode::parse_format(&origin).map_err(corrupt)?,
+                    };
+                    let work = Self::load_case(&mut tx, &key, policy, now).await?;
+                    Self::persist_case(&mut tx, &work, now_us).await?;
+                    report.cases_reconciled += 1;
+                }
+
+                // Reminders: once per obligation and threshold. The
+                // reminded_* column is the fast path; the message id is the
+                // guarantee.
+                for escalated in [false, true] {
+                    let sql = if escalated {
+                        "SELECT o.id, o.case_id, o.kind, o.debtor, o.due_us, o.detail, \
+                         c.resident_id, c.origin FROM obligations o JOIN cases c ON c.id = o.case_id \
+                         WHERE o.state = 'OPEN' AND o.escalates_us < $1 \
+                         AND o.reminded_escalated_us IS NULL ORDER BY o.escalates_us LIMIT $2"
+                    } else {
+                        "SELECT o.id, o.case_id, o.kind, o.debtor, o.due_us, o.detail, \
+                         c.resident_id, c.origin FROM obligations o JOIN cases c ON c.id = o.case_id \
+                         WHERE o.state = 'OPEN' AND o.due_us < $1 \
+                         AND o.reminded_overdue_us IS NULL ORDER BY o.due_us LIMIT $2"
+                    };
+                    let rows = sqlx::query(sql)
+                        .bind(now_us)
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    for row in rows {
+                        let id: i64 = row.try_get("id")?;
+                        let kind: String = row.try_get("kind")?;
+                        let due = ReminderDue {
+                            message_id: format!("reminder-{id}-{}", threshold(escalated)),
+                            resident_id: row.try_get("resident_id")?,
+                            origin: row.try_get("origin")?,
+                            debtor: row.try_get("debtor")?,
+                            kind: ObligationKind::parse(&kind)
+                                .ok_or_else(|| corrupt(format!("kind {kind}")))?,
+                            detail: row.try_get("detail")?,
+                            due_at: from_us(row.try_get("due_us")?)?,
+                            escalated,
+                        };
+                        let bytes = envelope(&due);
+                        let hash = ring::digest::digest(&ring::digest::SHA256, &bytes);
+                        let inserted = Self::insert_message(
+                            &mut tx,
+                            row.try_get("case_id")?,
+                            SYSTEM_SENDER,
+                            &due.message_id,
+                            hash.as_ref(),
+                            "REMINDER",
+                            &[(due.debtor.clone(), None)],
+                            &bytes,
+                            "{\"Reminder\":{\"about\":null}}",
+                            now_us,
+                        )
+                        .await?;
+                        let column = if escalated {
+                            "UPDATE obligations SET reminded_escalated_us = $1 WHERE id = $2"
+                        } else {
+                            "UPDATE obligations SET reminded_overdue_us = $1 WHERE id = $2"
+                        };
+                        sqlx::query(column)
                             .bind(now_us)
                             .bind(id)
                             .execute(&mut *tx)
                             .await?;
-                            id
+                        if inserted.is_some() {
+                            if escalated {
+                                report.escalation_reminders += 1;
+                            } else {
+                                report.overdue_reminders += 1;
+                            }
                         }
-                        None => sqlx::query(
-                            "INSERT INTO cases (resident_id, origin, destination, status, state, \
-                             created_us, updated_us) VALUES ($1, $2, $3, $4, $5, $6, $6) \
-                             RETURNING id",
-                        )
-                        .bind(msg.case.resident.as_str())
-                        .bind(msg.case.origin.as_str())
-                        .bind(destination)
-                        .bind(status)
-                        .bind(&json)
-                        .bind(now_us)
-                        .fetch_one(&mut *tx)
-                        .await?
-                        .try_get("id")?,
-                    };
-
-                    let message_row: i64 = sqlx::query(
-                        "INSERT INTO messages (sender, message_id, content_hash, kind, case_id, \
-                         recipient, envelope, standing, accepted_us) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-                    )
-                    .bind(msg.sender.as_str())
-                    .bind(msg.id.as_str())
-                    .bind(&c.content_hash)
-                    .bind(msg.body.kind().as_str())
-                    .bind(case_id)
-                    .bind(msg.recipient.as_str())
-                    .bind(&c.envelope)
-                    .bind(Standing::Active.as_str())
-                    .bind(now_us)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get("id")?;
-
-                    for recipient in &applied.recipients {
-                        sqlx::query("INSERT INTO deliveries (recipient, message) VALUES ($1, $2)")
-                            .bind(recipient.as_str())
-                            .bind(message_row)
-                            .execute(&mut *tx)
-                            .await?;
                     }
-                    if let Some((target, standing)) = &applied.target {
-                        sqlx::query(
-                            "UPDATE messages SET standing = $1 \
-                             WHERE sender = $2 AND message_id = $3",
-                        )
-                        .bind(standing.as_str())
-                        .bind(msg.sender.as_str())
-                        .bind(target.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    // What is stored, to the microsecond: a duplicate later
-                    // answers exactly this.
-                    outcomes.push(Outcome::Accepted {
-                        at: from_us(now_us)?,
-                    });
                 }
                 tx.commit().await?;
-                Ok(outcomes)
+                Ok(report)
             }
 
             #[tracing::instrument(skip_all)]
@@ -233,7 +725,22 @@ macro_rules! sql_store {
                 let now_us = $crate::store::to_us(now);
                 let mut tx = self.pool.begin().await?;
                 let mut marked = 0;
+                // Receipt obligations first, while the deliveries still show
+                // which are newly received.
+                const FULFIL: &str = "UPDATE obligations SET \
+                     state = CASE WHEN due_us >= $1 THEN 'FULFILLED_ON_TIME' ELSE 'FULFILLED_LATE' END, \
+                     closed_us = $1, closed_by = 'acknowledged' \
+                     WHERE state = 'OPEN' AND delivery IN ";
                 if let Some(seq) = up_to_seq {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "{FULFIL}(SELECT seq FROM deliveries WHERE recipient = $2 AND seq <= $3 \
+                         AND received_us IS NULL)"
+                    )))
+                    .bind(now_us)
+                    .bind(recipient.as_str())
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
                     marked += sqlx::query(
                         "UPDATE deliveries SET received_us = $1 \
                          WHERE recipient = $2 AND seq <= $3 AND received_us IS NULL",
@@ -246,11 +753,19 @@ macro_rules! sql_store {
                     .rows_affected();
                 }
                 for m in messages {
-                    marked += sqlx::query(
-                        "UPDATE deliveries SET received_us = $1 \
-                         WHERE recipient = $2 AND received_us IS NULL AND message IN \
-                         (SELECT id FROM messages WHERE sender = $3 AND message_id = $4)",
-                    )
+                    const THESE: &str = "(SELECT d.seq FROM deliveries d JOIN messages m ON m.id = d.message \
+                         WHERE d.recipient = $2 AND d.received_us IS NULL \
+                         AND m.sender = $3 AND m.message_id = $4)";
+                    sqlx::query(sqlx::AssertSqlSafe(format!("{FULFIL}{THESE}")))
+                        .bind(now_us)
+                        .bind(recipient.as_str())
+                        .bind(&m.sender)
+                        .bind(&m.message_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    marked += sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE deliveries SET received_us = $1 WHERE seq IN {THESE}"
+                    )))
                     .bind(now_us)
                     .bind(recipient.as_str())
                     .bind(&m.sender)
@@ -268,11 +783,12 @@ macro_rules! sql_store {
                 &self,
                 resident_id: &str,
             ) -> Result<Vec<$crate::store::StoredCase>, $crate::store::StoreError> {
-                let rows =
-                    sqlx::query("SELECT id, state FROM cases WHERE resident_id = $1 ORDER BY id")
-                        .bind(resident_id)
-                        .fetch_all(&self.pool)
-                        .await?;
+                let rows = sqlx::query(
+                    "SELECT id, state, findings FROM cases WHERE resident_id = $1 ORDER BY id",
+                )
+                .bind(resident_id)
+                .fetch_all(&self.pool)
+                .await?;
                 rows.iter().map($crate::store::sql::stored_case).collect()
             }
 
@@ -283,7 +799,8 @@ macro_rules! sql_store {
             ) -> Result<Vec<$crate::store::HistoryRow>, $crate::store::StoreError> {
                 use sqlx::Row as _;
                 use $crate::domain::case::Standing;
-                use $crate::store::{HistoryRow, StoreError, from_us};
+                use $crate::store::{HistoryRow, from_us};
+                use $crate::store::sql::corrupt;
                 let rows = sqlx::query(
                     "SELECT message_id, sender, recipient, kind, accepted_us, standing \
                      FROM messages WHERE case_id = $1 ORDER BY id",
@@ -300,9 +817,8 @@ macro_rules! sql_store {
                             recipient: row.try_get("recipient")?,
                             kind: row.try_get("kind")?,
                             accepted_at: from_us(row.try_get("accepted_us")?)?,
-                            standing: Standing::parse(&standing).ok_or_else(|| {
-                                StoreError::Corrupt(format!("standing {standing}"))
-                            })?,
+                            standing: Standing::parse(&standing)
+                                .ok_or_else(|| corrupt(format!("standing {standing}")))?,
                         })
                     })
                     .collect()
@@ -341,12 +857,12 @@ macro_rules! sql_store {
                 // never built from input.
                 let sql = match q.role {
                     Role::Origin => {
-                        "SELECT id, state FROM cases WHERE origin = $1 \
+                        "SELECT id, state, findings FROM cases WHERE origin = $1 \
                          AND ($2 = '' OR status = $2) AND ($3 = '' OR destination = $3) \
                          AND id > $4 ORDER BY id LIMIT $5"
                     }
                     Role::Destination => {
-                        "SELECT id, state FROM cases WHERE destination = $1 \
+                        "SELECT id, state, findings FROM cases WHERE destination = $1 \
                          AND ($2 = '' OR status = $2) AND ($3 = '' OR origin = $3) \
                          AND id > $4 ORDER BY id LIMIT $5"
                     }
@@ -362,6 +878,61 @@ macro_rules! sql_store {
                 rows.iter().map($crate::store::sql::stored_case).collect()
             }
 
+            #[tracing::instrument(skip_all)]
+            async fn case_obligations(
+                &self,
+                case_id: i64,
+            ) -> Result<Vec<$crate::store::ObligationRow>, $crate::store::StoreError> {
+                use $crate::store::sql::OBLIGATION_COLUMNS;
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {OBLIGATION_COLUMNS} FROM obligations o JOIN cases c ON c.id = o.case_id \
+                     WHERE o.case_id = $1 ORDER BY o.due_us, o.id"
+                )))
+                .bind(case_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map($crate::store::sql::obligation_row).collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn list_obligations(
+                &self,
+                q: &$crate::store::ObligationQuery,
+            ) -> Result<Vec<$crate::store::ObligationRow>, $crate::store::StoreError> {
+                use $crate::store::sql::OBLIGATION_COLUMNS;
+                use $crate::store::to_us;
+                // Fixed statements per side; every filter is a bound value
+                // with a neutral default, so one plan serves all.
+                let (own, other) = if q.as_debtor {
+                    ("o.debtor", "o.creditor")
+                } else {
+                    ("o.creditor", "o.debtor")
+                };
+                let sql = format!(
+                    "SELECT {OBLIGATION_COLUMNS} FROM obligations o JOIN cases c ON c.id = o.case_id \
+                     WHERE {own} = $1 AND ($2 = '' OR o.kind = $2) AND ($3 = '' OR o.state = $3) \
+                     AND ($4 = 0 OR (o.state = 'OPEN' AND o.due_us < $4)) \
+                     AND ($5 = '' OR {other} = $5) AND o.due_us >= $6 AND o.due_us < $7 \
+                     AND (o.due_us > $8 OR (o.due_us = $8 AND o.id > $9)) \
+                     ORDER BY o.due_us, o.id LIMIT $10"
+                );
+                let (after_due, after_id) = q.after.unwrap_or((i64::MIN, i64::MIN));
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(q.office.as_str())
+                    .bind(q.kind.map(|k| k.as_str()).unwrap_or(""))
+                    .bind(q.state.map(|s| s.as_str()).unwrap_or(""))
+                    .bind(q.overdue_at.map(to_us).unwrap_or(0))
+                    .bind(q.counterpart.as_ref().map(|c| c.as_str()).unwrap_or(""))
+                    .bind(q.due_after.map(to_us).unwrap_or(i64::MIN))
+                    .bind(q.due_before.map(to_us).unwrap_or(i64::MAX))
+                    .bind(after_due)
+                    .bind(after_id)
+                    .bind(i64::from(q.limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map($crate::store::sql::obligation_row).collect()
+            }
+
             async fn ping(&self) -> Result<(), $crate::store::StoreError> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
@@ -371,18 +942,3 @@ macro_rules! sql_store {
 }
 
 pub(crate) use sql_store;
-
-/// Reads an `id, state` row of `cases`, on either backend.
-pub(crate) fn stored_case<R>(row: &R) -> Result<super::StoredCase, super::StoreError>
-where
-    R: sqlx::Row,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-{
-    let id: i64 = row.try_get("id")?;
-    let json: String = row.try_get("state")?;
-    let state = serde_json::from_str(&json)
-        .map_err(|e| super::StoreError::Corrupt(format!("case {id}: {e}")))?;
-    Ok(super::StoredCase { id, state })
-}

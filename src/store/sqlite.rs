@@ -60,4 +60,4 @@ impl SqliteStore {
     }
 }
 
-sql_store!(SqliteStore);
+sql_store!(SqliteStore, sqlx::Sqlite);
