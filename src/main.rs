@@ -97,6 +97,10 @@ struct ServeArgs {
     #[arg(long, env = "TWOPLACE_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
     heartbeat: Duration,
 
+    /// How often the sweeper looks for new feedback periods and due reminders.
+    #[arg(long, env = "TWOPLACE_SWEEP_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    sweep_interval: Duration,
+
     /// Policy file (TOML): deadlines, working-day calendar, feedback period.
     /// [default: the built-in policy, `twoplace policy show`]
     #[arg(long, env = "TWOPLACE_POLICY")]
@@ -279,6 +283,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tls,
         policy,
         heartbeat: args.heartbeat,
+        sweep_interval: args.sweep_interval,
     };
     server::serve(
         listener,

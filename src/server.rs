@@ -48,6 +48,8 @@ pub struct ServerOptions {
     pub policy: Policy,
     /// How often live feeds send a heartbeat.
     pub heartbeat: Duration,
+    /// How often the sweeper looks for new periods and due reminders.
+    pub sweep_interval: Duration,
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, ServeError> {
@@ -73,13 +75,24 @@ pub async fn serve(
         .client_ca_root(Certificate::from_pem(read(&options.tls.client_ca)?));
 
     let (stopping_tx, stopping) = watch::channel(false);
+    let policy = Arc::new(options.policy);
+    let feed = Arc::new(watch::channel(0).0);
     let exchange = ExchangeService::new(
         store.clone(),
-        clock,
-        Arc::new(options.policy),
+        clock.clone(),
+        policy.clone(),
+        feed.clone(),
         options.heartbeat,
         stopping.clone(),
     );
+    tokio::spawn(sweep(
+        store.clone(),
+        clock,
+        policy,
+        feed,
+        options.sweep_interval,
+        stopping.clone(),
+    ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -128,6 +141,66 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, signal)
         .await
         .map_err(ServeError::Transport)
+}
+
+/// At most this many cases and reminders of each kind per sweep; a sweep
+/// that hits the limit is followed by another at once.
+const SWEEP_LIMIT: u32 = 500;
+
+/// The sweeper: reconciles cases as feedback periods start and delivers
+/// overdue and escalation reminders. Every server runs one; the store makes
+/// each piece of work happen once.
+async fn sweep(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    policy: Arc<Policy>,
+    feed: Arc<watch::Sender<u64>>,
+    interval: Duration,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut busy = false;
+    loop {
+        if !busy {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stopping.wait_for(|s| *s) => return,
+            }
+        }
+        let report = store
+            .sweep(
+                &policy,
+                clock.now(),
+                SWEEP_LIMIT,
+                &crate::api::exchange::reminder_envelope,
+            )
+            .await;
+        busy = match report {
+            Ok(r) => {
+                let reminders = r.overdue_reminders + r.escalation_reminders;
+                if reminders > 0 {
+                    feed.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                if reminders > 0 || r.cases_reconciled > 0 {
+                    tracing::info!(
+                        cases = r.cases_reconciled,
+                        overdue = r.overdue_reminders,
+                        escalated = r.escalation_reminders,
+                        "swept"
+                    );
+                }
+                [
+                    r.cases_reconciled,
+                    r.overdue_reminders,
+                    r.escalation_reminders,
+                ]
+                .contains(&u64::from(SWEEP_LIMIT))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sweep failed; retrying at the next interval");
+                false
+            }
+        };
+    }
 }
 
 /// Readiness follows the database: NOT_SERVING while it does not answer.

@@ -43,6 +43,31 @@ pub fn parse_cases_page(token: &str, field: &str) -> Result<i64, ApiError> {
     decode(CASES_PAGE, token, field)
 }
 
+const OBLIGATIONS_PAGE: &str = "o1.";
+
+/// A position in a list ordered by (due time, id).
+pub fn obligations_page(due_us: i64, id: i64) -> String {
+    format!("{OBLIGATIONS_PAGE}{due_us}.{id:x}")
+}
+
+pub fn parse_obligations_page(token: &str, field: &str) -> Result<Option<(i64, i64)>, ApiError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    token
+        .strip_prefix(OBLIGATIONS_PAGE)
+        .and_then(|rest| rest.split_once('.'))
+        .and_then(|(due, id)| Some((due.parse().ok()?, i64::from_str_radix(id, 16).ok()?)))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                field,
+                "INVALID_TOKEN",
+                "not a token this service issued; pass one back unchanged, or empty to start over",
+            )
+        })
+}
+
 /// AIP-158: 0 means the default, more than the maximum means the maximum.
 pub fn page_size(raw: i32, field: &str) -> Result<u32, ApiError> {
     match raw {
@@ -67,6 +92,9 @@ mod tests {
         assert!(parse_feed_cursor(&cases_page(42), "c").is_err());
         assert!(parse_feed_cursor("c1.zz", "c").is_err());
         assert!(parse_feed_cursor("c1.-1", "c").is_err());
+        let t = obligations_page(-5, 42);
+        assert_eq!(parse_obligations_page(&t, "p").unwrap(), Some((-5, 42)));
+        assert!(parse_obligations_page(&feed_cursor(1), "p").is_err());
     }
 
     #[test]

@@ -7,9 +7,10 @@ use crate::domain::case::{Access, CaseState, CaseStatus};
 use crate::domain::message::{
     CheckOutcome, CheckResult, ClosureReason, Finding, NotCheckedReason, Person, VerificationResult,
 };
+use crate::domain::reconcile::{Discrepancy, Findings, ObligationKind, ObligationState, Orphan};
 use crate::domain::{MaritalStatus, RegionCode, ResidentId, Sex};
 use crate::proto;
-use crate::store::HistoryRow;
+use crate::store::{HistoryRow, ObligationRow};
 
 pub fn timestamp(t: OffsetDateTime) -> Timestamp {
     Timestamp {
@@ -116,15 +117,112 @@ pub fn resident_id(id: &str, access: Access) -> String {
     }
 }
 
+pub fn obligation_kind(k: ObligationKind) -> proto::ObligationKind {
+    match k {
+        ObligationKind::ConfirmRegistration => proto::ObligationKind::ConfirmRegistration,
+        ObligationKind::VerifyCertificate => proto::ObligationKind::VerifyCertificate,
+        ObligationKind::AnswerRequest => proto::ObligationKind::AnswerRequest,
+        ObligationKind::PeriodicFeedback => proto::ObligationKind::PeriodicFeedback,
+        ObligationKind::Receipt => proto::ObligationKind::Receipt,
+    }
+}
+
+pub fn obligation_state(s: ObligationState) -> proto::ObligationState {
+    match s {
+        ObligationState::Open => proto::ObligationState::Open,
+        ObligationState::FulfilledOnTime => proto::ObligationState::FulfilledOnTime,
+        ObligationState::FulfilledLate => proto::ObligationState::FulfilledLate,
+        ObligationState::Cancelled => proto::ObligationState::Cancelled,
+    }
+}
+
+/// An obligation as `reader` sees it at `now`.
+pub fn obligation(
+    o: &ObligationRow,
+    reader: &RegionCode,
+    now: OffsetDateTime,
+) -> proto::Obligation {
+    let open = o.state == ObligationState::Open;
+    let overdue = open && now > o.due_at;
+    let full = o.origin == reader.as_str() || o.destination.as_deref() == Some(reader.as_str());
+    proto::Obligation {
+        key: o.key.clone(),
+        kind: obligation_kind(o.kind) as i32,
+        debtor_office: o.debtor.clone(),
+        creditor_office: o.creditor.clone(),
+        state: obligation_state(o.state) as i32,
+        opened_at: Some(timestamp(o.opened_at)),
+        due_at: Some(timestamp(o.due_at)),
+        escalates_at: Some(timestamp(o.escalates_at)),
+        closed_at: o.closed_at.map(timestamp),
+        closed_by: o.closed_by.clone().unwrap_or_default(),
+        detail: o.detail.clone(),
+        overdue,
+        escalated: open && now > o.escalates_at,
+        days_overdue: if overdue {
+            i32::try_from((now - o.due_at).whole_days()).unwrap_or(i32::MAX)
+        } else {
+            0
+        },
+        resident_id: resident_id(
+            &o.resident_id,
+            if full { Access::Full } else { Access::Masked },
+        ),
+        origin_office: o.origin.clone(),
+    }
+}
+
+fn discrepancy(d: &Discrepancy, masked: bool) -> proto::Discrepancy {
+    let value = |v: &str| if masked { String::new() } else { v.to_string() };
+    proto::Discrepancy {
+        field: d.field.clone(),
+        origin_value: value(&d.origin_value),
+        destination_value: value(&d.destination_value),
+        found_at: Some(timestamp(d.found_at)),
+        found_by: d.found_by.to_string(),
+        resolved_at: d.resolved_at.map(timestamp),
+        resolved_by: d
+            .resolved_by
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+    }
+}
+
+fn orphan(o: &Orphan, now: OffsetDateTime) -> proto::Orphan {
+    proto::Orphan {
+        message_id: o.message_id.to_string(),
+        sender_office: o.sender.to_string(),
+        kind: o.kind.as_str().to_string(),
+        since: Some(timestamp(o.since)),
+        awaiting: o.awaiting.clone(),
+        age_seconds: (now - o.since).whole_seconds().max(0),
+    }
+}
+
+/// What the case view shows besides the case's own facts.
+pub struct CaseFindings<'a> {
+    pub history: &'a [HistoryRow],
+    pub obligations: &'a [ObligationRow],
+    pub findings: &'a Findings,
+    pub now: OffsetDateTime,
+}
+
 /// The case as `reader` may see it: everything for the origin and the
 /// current destination; a past destination sees identifying data masked,
-/// no contact details and only the history it took part in.
+/// no contact details and only the history and obligations it took part in.
 pub fn case(
     state: &CaseState,
-    history: &[HistoryRow],
+    seen: CaseFindings<'_>,
     reader: &RegionCode,
     access: Access,
 ) -> proto::Case {
+    let CaseFindings {
+        history,
+        obligations,
+        findings,
+        now,
+    } = seen;
     let masked = access != Access::Full;
     let full = |s: &str| if masked { String::new() } else { s.to_string() };
     proto::Case {
@@ -202,6 +300,22 @@ pub fn case(
             .collect(),
         created_at: Some(timestamp(state.created_at)),
         updated_at: Some(timestamp(state.updated_at)),
+        obligations: obligations
+            .iter()
+            .filter(|o| !masked || o.debtor == reader.as_str() || o.creditor == reader.as_str())
+            .map(|o| obligation(o, reader, now))
+            .collect(),
+        discrepancies: findings
+            .discrepancies
+            .iter()
+            .map(|d| discrepancy(d, masked))
+            .collect(),
+        orphans: findings
+            .orphans
+            .iter()
+            .filter(|o| !masked || &o.sender == reader)
+            .map(|o| orphan(o, now))
+            .collect(),
     }
 }
 

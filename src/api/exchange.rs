@@ -17,10 +17,12 @@ use super::error::ApiError;
 use super::identity::Caller;
 use crate::clock::Clock;
 use crate::domain::case::Access;
+use crate::domain::reconcile::{ObligationKind, ObligationState};
 use crate::domain::{CaseStatus, Policy, RegionCode, ResidentId, Violation};
 use crate::proto::{self, exchange_server::Exchange};
 use crate::store::{
-    Candidate, CaseQuery, DeliveryRow, MessageRef, Outcome, Role, Store, StoreError,
+    Candidate, CaseQuery, DeliveryRow, MessageRef, ObligationQuery, Outcome, ReminderDue, Role,
+    SYSTEM_SENDER, Store, StoreError,
 };
 
 /// At most this many messages per publish batch.
@@ -44,10 +46,13 @@ pub struct ExchangeService {
 }
 
 impl ExchangeService {
+    /// `feed` is bumped by whoever commits deliveries (publishes here, the
+    /// sweeper's reminders) to wake live subscribers.
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         policy: Arc<Policy>,
+        feed: Arc<watch::Sender<u64>>,
         heartbeat: Duration,
         stopping: watch::Receiver<bool>,
     ) -> Self {
@@ -55,7 +60,7 @@ impl ExchangeService {
             store,
             clock,
             policy,
-            feed: Arc::new(watch::channel(0).0),
+            feed,
             heartbeat,
             stopping,
         }
@@ -359,6 +364,7 @@ impl ExchangeService {
             }
         };
         let history = self.store.history(case.id).await?;
+        let obligations = self.store.case_obligations(case.id).await?;
         let access_label = match access {
             Access::Full => "full",
             _ => "masked",
@@ -373,7 +379,13 @@ impl ExchangeService {
             )
             .await?;
         tracing::info!(case = %resident.masked(), access = access_label, "case read");
-        Ok(encode::case(&case.state, &history, &office, access))
+        let seen = encode::CaseFindings {
+            history: &history,
+            obligations: &obligations,
+            findings: &case.findings,
+            now: self.clock.now(),
+        };
+        Ok(encode::case(&case.state, seen, &office, access))
     }
 
     async fn list(
@@ -446,6 +458,165 @@ impl ExchangeService {
                 .collect(),
         })
     }
+}
+
+impl ExchangeService {
+    async fn obligations(
+        &self,
+        request: Request<proto::ListObligationsRequest>,
+    ) -> Result<proto::ListObligationsResponse, ApiError> {
+        let office = Caller::office(&request)?;
+        let req = request.into_inner();
+        let as_debtor = match proto::ObligationRole::try_from(req.role) {
+            Ok(proto::ObligationRole::Debtor) => true,
+            Ok(proto::ObligationRole::Creditor) => false,
+            _ => {
+                return Err(ApiError::invalid_field(
+                    "role",
+                    "REQUIRED",
+                    "list as OBLIGATION_ROLE_DEBTOR (what you owe) or OBLIGATION_ROLE_CREDITOR (what you are owed)",
+                ));
+            }
+        };
+        let kind = match proto::ObligationKind::try_from(req.kind) {
+            Ok(proto::ObligationKind::Unspecified) => None,
+            Ok(k) => ObligationKind::ALL
+                .into_iter()
+                .find(|d| encode::obligation_kind(*d) == k),
+            Err(_) => {
+                return Err(ApiError::invalid_field(
+                    "kind",
+                    "INVALID_ENUM",
+                    "not an ObligationKind",
+                ));
+            }
+        };
+        let state = match proto::ObligationState::try_from(req.state) {
+            Ok(proto::ObligationState::Unspecified) => None,
+            Ok(s) => ObligationState::ALL
+                .into_iter()
+                .find(|d| encode::obligation_state(*d) == s),
+            Err(_) => {
+                return Err(ApiError::invalid_field(
+                    "state",
+                    "INVALID_ENUM",
+                    "not an ObligationState",
+                ));
+            }
+        };
+        let counterpart = if req.counterpart_office.is_empty() {
+            None
+        } else {
+            Some(
+                RegionCode::parse_format(&req.counterpart_office).map_err(|e| {
+                    ApiError::invalid_field(
+                        "counterpart_office",
+                        "INVALID_REGION_CODE",
+                        e.to_string(),
+                    )
+                })?,
+            )
+        };
+        let time = |field: &str, t: Option<prost_types::Timestamp>| {
+            t.map(|t| {
+                time::OffsetDateTime::from_unix_timestamp(t.seconds).map_err(|_| {
+                    ApiError::invalid_field(field, "OUT_OF_RANGE", "not a usable time")
+                })
+            })
+            .transpose()
+        };
+        let due_after = time("due_after", req.due_after)?;
+        let due_before = time("due_before", req.due_before)?;
+        let size = cursor::page_size(req.page_size, "page_size")?;
+        let after = cursor::parse_obligations_page(&req.page_token, "page_token")?;
+        let now = self.clock.now();
+        let mut rows = self
+            .store
+            .list_obligations(&ObligationQuery {
+                office: office.clone(),
+                as_debtor,
+                kind,
+                state,
+                overdue_at: req.overdue_only.then_some(now),
+                counterpart,
+                due_after,
+                due_before,
+                after,
+                limit: size + 1,
+            })
+            .await?;
+        let more = rows.len() > size as usize;
+        rows.truncate(size as usize);
+        Ok(proto::ListObligationsResponse {
+            next_page_token: match rows.last() {
+                Some(last) if more => {
+                    cursor::obligations_page(crate::store::to_us(last.due_at), last.id)
+                }
+                _ => String::new(),
+            },
+            obligations: rows
+                .iter()
+                .map(|o| encode::obligation(o, &office, now))
+                .collect(),
+        })
+    }
+
+    fn policy(&self) -> proto::Policy {
+        let d = &self.policy.deadlines;
+        let deadlines = [
+            ("confirm_registration", d.confirm_registration),
+            ("verify_certificate", d.verify_certificate),
+            ("answer_urgent", d.answer_urgent),
+            ("answer_normal", d.answer_normal),
+            ("answer_certificate_mismatch", d.answer_certificate_mismatch),
+            ("receipt", d.receipt),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        proto::Policy {
+            toml: self.policy.source.clone(),
+            period: format!("{:?}", self.policy.period).to_lowercase(),
+            feedback_due_day: i32::from(self.policy.feedback_due_day),
+            escalation_factor: self.policy.escalation_factor,
+            deadlines,
+            accept_bad_check_digits: self.policy.accept_bad_check_digits,
+            accept_unknown_regions: self.policy.accept_unknown_regions,
+        }
+    }
+}
+
+/// The envelope of a reminder the exchange itself sends to a debtor.
+pub fn reminder_envelope(due: &ReminderDue) -> Vec<u8> {
+    let threshold = if due.escalated {
+        "escalated: open past twice its window"
+    } else {
+        "overdue"
+    };
+    let detail = if due.detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", due.detail)
+    };
+    proto::Envelope {
+        message_id: due.message_id.clone(),
+        sender_office: SYSTEM_SENDER.to_string(),
+        recipient_office: due.debtor.clone(),
+        case_ref: Some(proto::CaseRef {
+            resident_id: due.resident_id.clone(),
+            origin_office: due.origin.clone(),
+        }),
+        sent_at: None,
+        body: Some(proto::envelope::Body::Reminder(proto::Reminder {
+            about_message_id: String::new(),
+            note: format!(
+                "{}{detail} was due {}; {threshold}",
+                due.kind.as_str(),
+                crate::domain::today(due.due_at),
+            ),
+        })),
+    }
+    .encode_to_vec()
 }
 
 /// Resolves once the server is shutting down (or gone).
@@ -536,5 +707,21 @@ impl Exchange for ExchangeService {
         request: Request<proto::ListCasesRequest>,
     ) -> Result<Response<proto::ListCasesResponse>, Status> {
         Ok(Response::new(self.list(request).await?))
+    }
+
+    async fn list_obligations(
+        &self,
+        request: Request<proto::ListObligationsRequest>,
+    ) -> Result<Response<proto::ListObligationsResponse>, Status> {
+        Ok(Response::new(self.obligations(request).await?))
+    }
+
+    async fn get_policy(
+        &self,
+        request: Request<proto::GetPolicyRequest>,
+    ) -> Result<Response<proto::Policy>, Status> {
+        // Any authenticated caller, administrators included, may read it.
+        Caller::of(&request)?;
+        Ok(Response::new(self.policy()))
     }
 }

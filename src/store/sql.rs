@@ -908,10 +908,17 @@ macro_rules! sql_store {
                 } else {
                     ("o.creditor", "o.debtor")
                 };
+                // Overdue only: literal conditions, so the partial index of
+                // open obligations by debtor applies.
+                let overdue = if q.overdue_at.is_some() {
+                    "o.state = 'OPEN' AND o.due_us < $4"
+                } else {
+                    "$4 = 0"
+                };
                 let sql = format!(
                     "SELECT {OBLIGATION_COLUMNS} FROM obligations o JOIN cases c ON c.id = o.case_id \
                      WHERE {own} = $1 AND ($2 = '' OR o.kind = $2) AND ($3 = '' OR o.state = $3) \
-                     AND ($4 = 0 OR (o.state = 'OPEN' AND o.due_us < $4)) \
+                     AND {overdue} \
                      AND ($5 = '' OR {other} = $5) AND o.due_us >= $6 AND o.due_us < $7 \
                      AND (o.due_us > $8 OR (o.due_us = $8 AND o.id > $9)) \
                      ORDER BY o.due_us, o.id LIMIT $10"

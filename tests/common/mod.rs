@@ -67,20 +67,52 @@ pub struct TestServer {
     pub addr: std::net::SocketAddr,
     pub pki: DevPki,
     pub clock: Arc<ManualClock>,
+    url: String,
+    opts: Options,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), server::ServeError>>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     database: Option<(String, String)>,
 }
 
 static DATABASES: AtomicU32 = AtomicU32::new(0);
 
+/// How a test server runs.
+#[derive(Clone)]
+pub struct Options {
+    pub heartbeat: Duration,
+    /// The exchange tests keep the sweeper out of their inboxes.
+    pub sweep_interval: Duration,
+    pub policy: Policy,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            heartbeat: Duration::from_millis(200),
+            sweep_interval: Duration::from_secs(3600),
+            policy: Policy::default(),
+        }
+    }
+}
+
 impl TestServer {
     pub async fn start(backend: &Backend) -> TestServer {
-        Self::start_with(backend, Duration::from_millis(200)).await
+        Self::start_opts(backend, Options::default()).await
     }
 
     pub async fn start_with(backend: &Backend, heartbeat: Duration) -> TestServer {
+        Self::start_opts(
+            backend,
+            Options {
+                heartbeat,
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn start_opts(backend: &Backend, opts: Options) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let offices: Vec<_> = [ORIGIN, DESTINATION, NEXT_DESTINATION, STRANGER]
             .iter()
@@ -120,8 +152,15 @@ impl TestServer {
                 (format!("{base}/{name}"), Some((admin_url.clone(), name)))
             }
         };
-        let store = twoplace::store::connect(&url).await.unwrap();
         let clock = Arc::new(ManualClock::new(NOW));
+        let mut server = Self::launch(&url, pki, clock, opts).await;
+        server._dir = Some(dir);
+        server.database = database;
+        server
+    }
+
+    async fn launch(url: &str, pki: DevPki, clock: Arc<ManualClock>, opts: Options) -> TestServer {
+        let store = twoplace::store::connect(url).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -131,8 +170,9 @@ impl TestServer {
                 key: pki.server_key(),
                 client_ca: pki.ca(),
             },
-            policy: Policy::default(),
-            heartbeat,
+            policy: opts.policy.clone(),
+            heartbeat: opts.heartbeat,
+            sweep_interval: opts.sweep_interval,
         };
         let task = tokio::spawn(server::serve(
             listener,
@@ -147,11 +187,25 @@ impl TestServer {
             addr,
             pki,
             clock,
+            url: url.to_string(),
+            opts,
             stop: Some(stop),
             task: Some(task),
-            _dir: dir,
-            database,
+            _dir: None,
+            database: None,
         }
+    }
+
+    /// A second server on the same database, certificates and clock, as a
+    /// replica would be. Finish it before the first.
+    pub async fn replica(&self) -> TestServer {
+        Self::launch(
+            &self.url,
+            self.pki.clone(),
+            self.clock.clone(),
+            self.opts.clone(),
+        )
+        .await
     }
 
     fn tls(&self) -> ClientTlsConfig {
