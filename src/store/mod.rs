@@ -22,6 +22,7 @@ use crate::domain::{Message, Policy, RegionCode, Violation};
 pub const SYSTEM_SENDER: &str = "twoplace";
 
 pub use postgres::PgStore;
+pub use sql::list_obligations_sql;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

@@ -122,6 +122,33 @@ pub(crate) const OBLIGATION_COLUMNS: &str = "o.id, o.case_id, c.resident_id, c.o
      c.destination, o.key, o.kind, o.debtor, o.creditor, o.state, o.opened_us, o.due_us, \
      o.escalates_us, o.closed_us, o.closed_by, o.detail";
 
+/// The statement behind ListObligations: fixed per side and per overdue
+/// filter (never built from input); every other filter is a bound value with
+/// a neutral default, so one plan serves all. Overdue-only uses literal
+/// conditions so the partial index of open obligations by debtor applies.
+///
+/// Binds: $1 office, $2 kind, $3 state, $4 overdue instant (µs), $5
+/// counterpart, $6/$7 due range, $8/$9 keyset (due, id), $10 limit.
+pub fn list_obligations_sql(as_debtor: bool, overdue_only: bool) -> String {
+    let (own, other) = if as_debtor {
+        ("o.debtor", "o.creditor")
+    } else {
+        ("o.creditor", "o.debtor")
+    };
+    let overdue = if overdue_only {
+        "o.state = 'OPEN' AND o.due_us < $4"
+    } else {
+        "$4 = 0"
+    };
+    format!(
+        "SELECT {OBLIGATION_COLUMNS} FROM obligations o JOIN cases c ON c.id = o.case_id \
+         WHERE {own} = $1 AND ($2 = '' OR o.kind = $2) AND ($3 = '' OR o.state = $3) \
+         AND {overdue} AND ($5 = '' OR {other} = $5) AND o.due_us >= $6 AND o.due_us < $7 \
+         AND (o.due_us > $8 OR (o.due_us = $8 AND o.id > $9)) \
+         ORDER BY o.due_us, o.id LIMIT $10"
+    )
+}
+
 /// The threshold a reminder is about, as named in its message id.
 pub(crate) fn threshold(escalated: bool) -> &'static str {
     if escalated { "escalated" } else { "overdue" }
@@ -340,7 +367,7 @@ macro_rules! sql_store {
             }
 
             /// Stores a message of the case and delivers it, with a RECEIPT
-            /// obligation per recipient. Returns the message's row id, or
+            /// obligation (due, escalates) per recipient that owes one. Returns the message's row id, or
             /// None when (sender, message_id) was already taken.
             #[allow(clippy::too_many_arguments)]
             async fn insert_message(
@@ -350,7 +377,7 @@ macro_rules! sql_store {
                 message_id: &str,
                 content_hash: &[u8],
                 kind: &str,
-                recipients: &[(String, Option<i64>)],
+                recipients: &[(String, Option<(i64, i64)>)],
                 envelope: &[u8],
                 body: &str,
                 now_us: i64,
@@ -377,7 +404,7 @@ macro_rules! sql_store {
                     return Ok(None);
                 };
                 let message_row: i64 = row.try_get("id")?;
-                for (recipient, receipt_due_us) in recipients {
+                for (recipient, receipt) in recipients {
                     let seq: i64 = sqlx::query(
                         "INSERT INTO deliveries (recipient, message) VALUES ($1, $2) RETURNING seq",
                     )
@@ -386,7 +413,7 @@ macro_rules! sql_store {
                     .fetch_one(&mut **tx)
                     .await?
                     .try_get("seq")?;
-                    if let Some((due_us, escalates_us)) = receipt_due_us.map(|d| (d, d)) {
+                    if let Some((due_us, escalates_us)) = receipt {
                         sqlx::query(
                             "INSERT INTO obligations (case_id, key, kind, debtor, creditor, state, \
                              opened_us, due_us, escalates_us, detail, delivery) \
@@ -532,12 +559,13 @@ macro_rules! sql_store {
                             id
                         }
                     };
-                    let recipients: Vec<(String, Option<i64>)> = applied
+                    let recipients: Vec<(String, Option<(i64, i64)>)> = applied
                         .recipients
                         .iter()
                         .map(|r: &RegionCode| {
                             let due = policy.due(DeadlineKind::Receipt, r, at);
-                            (r.to_string(), Some(to_us(due)))
+                            let escalates = policy.escalates_at(at, due);
+                            (r.to_string(), Some((to_us(due), to_us(escalates))))
                         })
                         .collect();
                     let body = serde_json::to_string(&msg.body).map_err(corrupt)?;
@@ -899,30 +927,8 @@ macro_rules! sql_store {
                 &self,
                 q: &$crate::store::ObligationQuery,
             ) -> Result<Vec<$crate::store::ObligationRow>, $crate::store::StoreError> {
-                use $crate::store::sql::OBLIGATION_COLUMNS;
                 use $crate::store::to_us;
-                // Fixed statements per side; every filter is a bound value
-                // with a neutral default, so one plan serves all.
-                let (own, other) = if q.as_debtor {
-                    ("o.debtor", "o.creditor")
-                } else {
-                    ("o.creditor", "o.debtor")
-                };
-                // Overdue only: literal conditions, so the partial index of
-                // open obligations by debtor applies.
-                let overdue = if q.overdue_at.is_some() {
-                    "o.state = 'OPEN' AND o.due_us < $4"
-                } else {
-                    "$4 = 0"
-                };
-                let sql = format!(
-                    "SELECT {OBLIGATION_COLUMNS} FROM obligations o JOIN cases c ON c.id = o.case_id \
-                     WHERE {own} = $1 AND ($2 = '' OR o.kind = $2) AND ($3 = '' OR o.state = $3) \
-                     AND {overdue} \
-                     AND ($5 = '' OR {other} = $5) AND o.due_us >= $6 AND o.due_us < $7 \
-                     AND (o.due_us > $8 OR (o.due_us = $8 AND o.id > $9)) \
-                     ORDER BY o.due_us, o.id LIMIT $10"
-                );
+                let sql = $crate::store::list_obligations_sql(q.as_debtor, q.overdue_at.is_some());
                 let (after_due, after_id) = q.after.unwrap_or((i64::MIN, i64::MIN));
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(q.office.as_str())

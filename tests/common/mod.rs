@@ -196,6 +196,11 @@ impl TestServer {
         }
     }
 
+    /// The database the server uses.
+    pub fn database_url(&self) -> &str {
+        &self.url
+    }
+
     /// A second server on the same database, certificates and clock, as a
     /// replica would be. Finish it before the first.
     pub async fn replica(&self) -> TestServer {
