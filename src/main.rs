@@ -247,6 +247,17 @@ fn print_pki(pki: &DevPki, offices: &[RegionCode], admins: &[RegionPrefix]) {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
+    // The policy first: a bad file stops us before anything is touched.
+    let mut policy = match &args.policy {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the policy {}", path.display()))?;
+            Policy::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Policy::default(),
+    };
+    policy.accept_bad_check_digits |= args.accept_bad_check_digits;
+    policy.accept_unknown_regions |= args.accept_unknown_regions;
     let tls = match (args.tls_cert, args.tls_key, args.client_ca) {
         (Some(cert), Some(key), Some(client_ca)) => TlsFiles {
             cert,
@@ -269,16 +280,6 @@ async fn serve(args: ServeArgs) -> Result<()> {
         database = %store::redact_url(&url),
         "twoplace is serving (mTLS)"
     );
-    let mut policy = match &args.policy {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the policy {}", path.display()))?;
-            Policy::from_toml(&text).with_context(|| format!("in {}", path.display()))?
-        }
-        None => Policy::default(),
-    };
-    policy.accept_bad_check_digits |= args.accept_bad_check_digits;
-    policy.accept_unknown_regions |= args.accept_unknown_regions;
     let options = ServerOptions {
         tls,
         policy,

@@ -318,13 +318,7 @@ impl ExchangeService {
         let resident = ResidentId::parse(&req.resident_id).map_err(|e| {
             ApiError::invalid_field("resident_id", "INVALID_RESIDENT_ID", e.to_string())
         })?;
-        let origin = if req.origin_office.is_empty() {
-            None
-        } else {
-            Some(RegionCode::parse_format(&req.origin_office).map_err(|e| {
-                ApiError::invalid_field("origin_office", "INVALID_REGION_CODE", e.to_string())
-            })?)
-        };
+        let origin = optional_office(&req.origin_office, "origin_office")?;
         let purpose = req.purpose.trim();
         if purpose.chars().count() > 200 {
             return Err(ApiError::invalid_field(
@@ -419,19 +413,7 @@ impl ExchangeService {
                 ));
             }
         };
-        let counterpart = if req.counterpart_office.is_empty() {
-            None
-        } else {
-            Some(
-                RegionCode::parse_format(&req.counterpart_office).map_err(|e| {
-                    ApiError::invalid_field(
-                        "counterpart_office",
-                        "INVALID_REGION_CODE",
-                        e.to_string(),
-                    )
-                })?,
-            )
-        };
+        let counterpart = optional_office(&req.counterpart_office, "counterpart_office")?;
         let size = cursor::page_size(req.page_size, "page_size")?;
         let after_id = cursor::parse_cases_page(&req.page_token, "page_token")?;
         let mut rows = self
@@ -504,19 +486,7 @@ impl ExchangeService {
                 ));
             }
         };
-        let counterpart = if req.counterpart_office.is_empty() {
-            None
-        } else {
-            Some(
-                RegionCode::parse_format(&req.counterpart_office).map_err(|e| {
-                    ApiError::invalid_field(
-                        "counterpart_office",
-                        "INVALID_REGION_CODE",
-                        e.to_string(),
-                    )
-                })?,
-            )
-        };
+        let counterpart = optional_office(&req.counterpart_office, "counterpart_office")?;
         let time = |field: &str, t: Option<prost_types::Timestamp>| {
             t.map(|t| {
                 time::OffsetDateTime::from_unix_timestamp(t.seconds).map_err(|_| {
@@ -584,6 +554,16 @@ impl ExchangeService {
             accept_unknown_regions: self.policy.accept_unknown_regions,
         }
     }
+}
+
+/// An office code a request may leave empty.
+fn optional_office(raw: &str, field: &str) -> Result<Option<RegionCode>, ApiError> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    RegionCode::parse_format(raw)
+        .map(Some)
+        .map_err(|e| ApiError::invalid_field(field, "INVALID_REGION_CODE", e.to_string()))
 }
 
 /// The envelope of a reminder the exchange itself sends to a debtor.

@@ -9,7 +9,7 @@ use super::message::{
     Body, CertificateIssued, CheckResult, ClosureReason, Finding, Kind, Message, MessageId, Person,
     VerificationResult, field_of,
 };
-use super::{RegionCode, Violation};
+use super::{CaseKey, RegionCode, Violation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CaseStatus {
@@ -102,11 +102,12 @@ pub struct CaseState {
 }
 
 impl CaseState {
-    fn new(msg: &Message, now: OffsetDateTime) -> Self {
+    /// A case no message has touched yet.
+    pub fn empty(case: &CaseKey, created: OffsetDateTime) -> Self {
         Self {
-            resident_id: msg.case.resident.as_str().to_string(),
-            legacy_resident_id: msg.case.resident.legacy().map(str::to_string),
-            origin: msg.case.origin.clone(),
+            resident_id: case.resident.as_str().to_string(),
+            legacy_resident_id: case.resident.legacy().map(str::to_string),
+            origin: case.origin.clone(),
             destinations: Vec::new(),
             status: CaseStatus::Pending,
             closure: None,
@@ -119,8 +120,8 @@ impl CaseState {
             periodic_checks: false,
             certificates: Vec::new(),
             feedback: Vec::new(),
-            created_at: now,
-            updated_at: now,
+            created_at: created,
+            updated_at: created,
         }
     }
 
@@ -226,7 +227,7 @@ pub fn apply(
     earlier: Option<&Earlier>,
     now: OffsetDateTime,
 ) -> Result<Applied, Vec<Violation>> {
-    let mut state = state.unwrap_or_else(|| CaseState::new(msg, now));
+    let mut state = state.unwrap_or_else(|| CaseState::empty(&msg.case, now));
     let mut recipients = vec![msg.recipient.clone()];
     let mut target = None;
     match &msg.body {

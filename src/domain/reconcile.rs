@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::case::{CaseState, CaseStatus, Standing, apply_body};
+use super::case::{CaseState, Standing, apply_body};
 use super::message::{Body, Finding, Kind, MessageId, Urgency, VerificationResult};
 use super::policy::{DeadlineKind, Policy, midnight_after};
 use super::{CaseKey, Message, Period, RegionCode, today};
@@ -275,7 +275,7 @@ pub fn reconcile(
     let created = ordered.first().map_or(now, |m| m.accepted_at);
     let mut fold = Fold {
         policy,
-        state: empty_state(case, created),
+        state: CaseState::empty(case, created),
         obligations: BTreeMap::new(),
         discrepancies: Vec::new(),
         parked: Vec::new(),
@@ -299,28 +299,6 @@ pub fn reconcile(
         fold.step(m, stands);
     }
     fold.finish(now, standings)
-}
-
-fn empty_state(case: &CaseKey, created: OffsetDateTime) -> CaseState {
-    CaseState {
-        resident_id: case.resident.as_str().to_string(),
-        legacy_resident_id: case.resident.legacy().map(str::to_string),
-        origin: case.origin.clone(),
-        destinations: Vec::new(),
-        status: CaseStatus::Pending,
-        closure: None,
-        origin_report: None,
-        destination_report: None,
-        finding: None,
-        left_on: None,
-        destination_address: String::new(),
-        destination_phone: String::new(),
-        periodic_checks: false,
-        certificates: Vec::new(),
-        feedback: Vec::new(),
-        created_at: created,
-        updated_at: created,
-    }
 }
 
 struct Fold<'a> {
@@ -897,7 +875,7 @@ fn start_of(day: time::Date) -> OffsetDateTime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::case::{self, Access, Earlier};
+    use crate::domain::case::{self, Access, CaseStatus, Earlier};
     use crate::domain::message::{
         CertificateIssued, CertificateVerification, Closure, ClosureReason, Person,
         PregnancyCheckFeedback, Registration, RegistrationConfirmation, Transfer,
