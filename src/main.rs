@@ -1,4 +1,7 @@
-//! The `twoplace` command: the server and its operator tools.
+//! The `twoplace` command: the server, its operator tools, and the
+//! offices' client.
+
+mod cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +37,9 @@ struct Cli {
     )]
     log_format: LogFormat,
 
+    #[command(flatten)]
+    connect: cli::Connect,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +59,19 @@ enum Command {
     /// first start (client certificates for offices 341502 and 310112 and
     /// administrator 34).
     Serve(ServeArgs),
+    /// Publish a file of messages (JSON Lines), in batches, resumable.
+    ///
+    /// Exit code 0: all accepted (or already there); 2: some lines were
+    /// rejected (see the report); 1: failure (rerun to resume).
+    Publish(cli::publish::PublishArgs),
+    /// Read your inbox: a page, or --follow to print deliveries as they come.
+    Inbox(cli::inbox::InboxArgs),
+    /// Acknowledge receipt of deliveries.
+    Ack(cli::inbox::AckArgs),
+    /// Read a case.
+    Case(cli::case::CaseArgs),
+    /// What your office owes (or is owed), oldest due first.
+    Obligations(cli::case::ObligationsArgs),
     /// Show the built-in policy (a starting point for --policy FILE).
     Policy {
         #[command(subcommand)]
@@ -173,19 +192,51 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn main() -> Result<()> {
+fn main() {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Runs a client command; Ctrl-C ends it, saying so.
+fn client<F: std::future::Future<Output = Result<i32>>>(command: F) -> Result<i32> {
+    runtime()?.block_on(async {
+        tokio::select! {
+            result = command => result,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("\ninterrupted; a rerun of publish resumes where this one stopped");
+                Ok(130)
+            }
+        }
+    })
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let connect = cli.connect;
     match cli.command {
-        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(serve(args)),
+        Command::Serve(args) => runtime()?.block_on(serve(args)).map(|()| 0),
+        Command::Publish(args) => client(cli::publish::run(&connect, args)),
+        Command::Inbox(args) => client(cli::inbox::run(&connect, args)),
+        Command::Ack(args) => client(cli::inbox::ack(&connect, args)),
+        Command::Case(args) => client(cli::case::show(&connect, args)),
+        Command::Obligations(args) => client(cli::case::obligations(&connect, args)),
         Command::Policy {
             command: PolicyCommand::Show,
         } => {
             print!("{}", twoplace::domain::policy::DEFAULT_POLICY);
-            Ok(())
+            Ok(0)
         }
         Command::Policy {
             command: PolicyCommand::Check { file },
@@ -194,7 +245,7 @@ fn main() -> Result<()> {
                 .with_context(|| format!("reading {}", file.display()))?;
             Policy::from_toml(&text).with_context(|| format!("in {}", file.display()))?;
             println!("{}: a valid policy", file.display());
-            Ok(())
+            Ok(0)
         }
         Command::Pki {
             command:
@@ -218,7 +269,7 @@ fn main() -> Result<()> {
             }
             let pki = pki::init(&out, &offices, &admins, &server_names)?;
             print_pki(&pki, &offices, &admins);
-            Ok(())
+            Ok(0)
         }
     }
 }

@@ -196,6 +196,17 @@ impl TestServer {
         }
     }
 
+    /// The `twoplace` command, pointed at this server as `office`.
+    pub fn cli(&self, office: &str) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_twoplace"));
+        command
+            .env_clear()
+            .env("TWOPLACE_SERVER", format!("https://{}", self.addr))
+            .env("TWOPLACE_PKI_DIR", &self.pki.dir)
+            .env("TWOPLACE_AS", office);
+        command
+    }
+
     /// The database the server uses.
     pub fn database_url(&self) -> &str {
         &self.url

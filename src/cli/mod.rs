@@ -1,0 +1,198 @@
+//! The offices' command-line client: the same `twoplace` binary, talking to
+//! a server over mTLS like any other client.
+
+pub mod case;
+pub mod inbox;
+pub mod publish;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, anyhow, bail};
+use prost::Message as _;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic_types::StatusExt;
+
+use twoplace::proto;
+use twoplace::proto::exchange_client::ExchangeClient;
+
+/// Who the client is and where the server is.
+#[derive(clap::Args, Clone)]
+pub struct Connect {
+    /// The server's address.
+    #[arg(
+        long,
+        env = "TWOPLACE_SERVER",
+        default_value = "https://localhost:50051",
+        global = true
+    )]
+    server: String,
+    /// Directory of a PKI made by `twoplace pki init` (or `serve`'s dev PKI).
+    #[arg(
+        long,
+        env = "TWOPLACE_PKI_DIR",
+        default_value = "data/pki",
+        global = true
+    )]
+    pki_dir: PathBuf,
+    /// The office to act as (`341502`), or `admin:<prefix>`: picks its
+    /// certificate from --pki-dir.
+    #[arg(long = "as", env = "TWOPLACE_AS", value_name = "OFFICE", global = true)]
+    as_office: Option<String>,
+    /// Client certificate (PEM), instead of --as.
+    #[arg(long, env = "TWOPLACE_CERT", requires = "key", global = true)]
+    cert: Option<PathBuf>,
+    /// Client key (PEM).
+    #[arg(long, env = "TWOPLACE_KEY", requires = "cert", global = true)]
+    key: Option<PathBuf>,
+    /// CA certificate (PEM) the server's certificate chains to.
+    /// [default: <pki-dir>/ca.pem]
+    #[arg(long, env = "TWOPLACE_CA", global = true)]
+    ca: Option<PathBuf>,
+}
+
+impl Connect {
+    fn files(&self) -> Result<(PathBuf, PathBuf, PathBuf)> {
+        let ca = self
+            .ca
+            .clone()
+            .unwrap_or_else(|| self.pki_dir.join("ca.pem"));
+        let (cert, key) = match (&self.cert, &self.key, &self.as_office) {
+            (Some(c), Some(k), _) => (c.clone(), k.clone()),
+            (_, _, Some(who)) => {
+                let stem = match who.strip_prefix("admin:") {
+                    Some(prefix) => format!("admin-{prefix}"),
+                    None => format!("office-{who}"),
+                };
+                (
+                    self.pki_dir.join(format!("{stem}.pem")),
+                    self.pki_dir.join(format!("{stem}.key")),
+                )
+            }
+            _ => bail!(
+                "say who you are: --as <office> (certificates from --pki-dir {}) or --cert/--key",
+                self.pki_dir.display()
+            ),
+        };
+        Ok((ca, cert, key))
+    }
+
+    pub async fn channel(&self) -> Result<Channel> {
+        let (ca, cert, key) = self.files()?;
+        let read =
+            |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let uri: tonic::transport::Uri = self
+            .server
+            .parse()
+            .with_context(|| format!("--server {} is not a URL", self.server))?;
+        let host = uri
+            .host()
+            .unwrap_or("localhost")
+            .trim_matches(['[', ']'])
+            .to_string();
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&ca)?))
+            .identity(Identity::from_pem(read(&cert)?, read(&key)?))
+            .domain_name(host);
+        Channel::builder(uri)
+            .tls_config(tls)?
+            .connect()
+            .await
+            .map_err(|e| anyhow!("cannot reach {}: {e}; is the server running?", self.server))
+    }
+
+    pub async fn exchange(&self) -> Result<ExchangeClient<Channel>> {
+        Ok(ExchangeClient::new(self.channel().await?).max_decoding_message_size(64 * 1024 * 1024))
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Output {
+    /// Readable tables.
+    #[default]
+    Table,
+    /// One JSON object per line (protobuf JSON mapping).
+    Json,
+}
+
+/// A gRPC error as one clear line: what, which field, what to do.
+pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    let mut line = format!("{:?}: {}", status.code(), status.message());
+    if let Some(bad) = status.get_details_bad_request() {
+        for v in bad.field_violations {
+            line.push_str(&format!(
+                "\n  {}: {} ({})",
+                v.field, v.description, v.reason
+            ));
+        }
+    }
+    anyhow!(line)
+}
+
+fn pool() -> &'static DescriptorPool {
+    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET).expect("the compiled descriptors")
+    })
+}
+
+fn descriptor(name: &str) -> MessageDescriptor {
+    pool()
+        .get_message_by_name(name)
+        .unwrap_or_else(|| panic!("{name} is in the descriptors"))
+}
+
+/// Reads one envelope in the protobuf JSON mapping (what buf curl and
+/// grpcurl take).
+pub fn envelope_from_json(line: &str) -> Result<proto::Envelope, String> {
+    let mut de = serde_json::Deserializer::from_str(line);
+    let message = DynamicMessage::deserialize(descriptor("twoplace.v1.Envelope"), &mut de)
+        .map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    proto::Envelope::decode(message.encode_to_vec().as_slice()).map_err(|e| e.to_string())
+}
+
+/// Any of our messages as JSON (protobuf JSON mapping).
+pub fn to_json<M: prost::Message>(name: &str, message: &M) -> String {
+    let dynamic = DynamicMessage::decode(descriptor(name), message.encode_to_vec().as_slice())
+        .expect("our own message decodes");
+    serde_json::to_string(&dynamic).expect("JSON of a message")
+}
+
+/// A timestamp as Shanghai local time, to the minute.
+pub fn local_time(t: Option<&prost_types::Timestamp>) -> String {
+    t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
+        .map(|t| {
+            let t = t.to_offset(twoplace::domain::SHANGHAI);
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}",
+                t.year(),
+                t.month() as u8,
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The kind of an envelope's body, as the exchange names it.
+pub fn kind_of(env: &proto::Envelope) -> &'static str {
+    use proto::envelope::Body;
+    match &env.body {
+        Some(Body::Registration(_)) => "REGISTRATION",
+        Some(Body::RegistrationConfirmation(_)) => "REGISTRATION_CONFIRMATION",
+        Some(Body::CertificateIssued(_)) => "CERTIFICATE_ISSUED",
+        Some(Body::CertificateVerification(_)) => "CERTIFICATE_VERIFICATION",
+        Some(Body::PregnancyCheckFeedback(_)) => "PREGNANCY_CHECK_FEEDBACK",
+        Some(Body::VerificationRequest(_)) => "VERIFICATION_REQUEST",
+        Some(Body::VerificationReply(_)) => "VERIFICATION_REPLY",
+        Some(Body::Transfer(_)) => "TRANSFER",
+        Some(Body::Closure(_)) => "CLOSURE",
+        Some(Body::Reminder(_)) => "REMINDER",
+        Some(Body::Void(_)) => "VOID",
+        Some(Body::Correction(_)) => "CORRECTION",
+        None => "-",
+    }
+}

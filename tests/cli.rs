@@ -1,0 +1,262 @@
+//! The offices' command-line client against a real server, on both
+//! backends: imports with bad lines, an interrupted import resumed, a
+//! followed inbox, and the readable views.
+
+mod common;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use common::*;
+
+backend_tests!(
+    an_import_reports_bad_lines_and_keeps_the_good_ones,
+    an_interrupted_import_resumes_without_duplicates,
+    follow_prints_what_arrives,
+    cases_and_obligations_read_back,
+);
+
+/// One registration per line, each for another person, without periodic
+/// checks (so every line is cheap).
+fn resident_number(i: usize) -> String {
+    // A real birth date in 1985 and a sequence number: distinct for i < 336,000.
+    resident(&format!(
+        "3415021985{:02}{:02}{:03}",
+        1 + (i / 28_000) % 12,
+        1 + (i / 1000) % 28,
+        i % 1000
+    ))
+}
+
+fn registration_line(i: usize, message_id: Option<&str>) -> String {
+    let id = resident_number(i);
+    let message_id = message_id.map_or(String::new(), |m| format!("\"messageId\": \"{m}\", "));
+    format!(
+        "{{{message_id}\"recipientOffice\": \"{DESTINATION}\", \"caseRef\": {{\"residentId\": \"{id}\", \"originOffice\": \"{ORIGIN}\"}}, \"registration\": {{\"person\": {{\"name\": \"张三\"}}, \"periodicChecks\": false}}}}"
+    )
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    let mut f = std::fs::File::create(path).unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+async fn an_import_reports_bad_lines_and_keeps_the_good_ones(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("march.jsonl");
+    let good = resident_number(4);
+    let broken = format!(
+        "{}{}",
+        &good[..17],
+        if good.ends_with('1') { '2' } else { '1' }
+    );
+    let bad_id = registration_line(4, Some("bad-4")).replace(&good, &broken);
+    write_lines(
+        &file,
+        &[
+            "# 2024-03 registrations".into(),
+            registration_line(1, None),
+            "{\"recipientOffice\": ".into(),
+            registration_line(3, Some("r-3")),
+            bad_id,
+            registration_line(5, None),
+        ],
+    );
+    let run = server
+        .cli(ORIGIN)
+        .arg("publish")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report = std::fs::read_to_string(dir.path().join("march.jsonl.rejected.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = report
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{report}");
+    assert_eq!(lines[0]["line"], 3);
+    assert_eq!(lines[0]["reason"], "INVALID_JSON");
+    assert_eq!(lines[1]["line"], 5);
+    assert_eq!(lines[1]["field"], "case_ref.resident_id");
+    assert_eq!(lines[1]["reason"], "BAD_CHECK_DIGIT");
+    let mut destination = server.office(DESTINATION).await;
+    assert_eq!(
+        inbox_all(&mut destination).await.len(),
+        3,
+        "the good lines are in"
+    );
+    server.finish().await;
+}
+
+async fn an_interrupted_import_resumes_without_duplicates(backend: Backend) {
+    const LINES: usize = 3000;
+    let server = TestServer::start(&backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.jsonl");
+    write_lines(
+        &file,
+        &(0..LINES)
+            .map(|i| registration_line(i, None))
+            .collect::<Vec<_>>(),
+    );
+    let journal = dir.path().join("big.jsonl.twoplace-progress");
+
+    // Killed without warning once a good part is in.
+    let mut child = server
+        .cli(ORIGIN)
+        .args(["publish", "--batch-size", "5"])
+        .arg(&file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let progress = std::fs::read(&journal)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|j| j["line"].as_u64())
+            .unwrap_or(0);
+        if progress >= 300 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the import ended before it could be interrupted"
+        );
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(journal.exists(), "the interrupted run left its place");
+
+    let run = server
+        .cli(ORIGIN)
+        .arg("publish")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("resuming"), "{stderr}");
+    assert!(!journal.exists());
+    let mut destination = server.office(DESTINATION).await;
+    let inbox = inbox_all(&mut destination).await;
+    assert_eq!(inbox.len(), LINES, "each line stored once");
+    let mut ids: Vec<_> = inbox
+        .into_iter()
+        .map(|d| d.envelope.unwrap().message_id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), LINES);
+    server.finish().await;
+}
+
+async fn follow_prints_what_arrives(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cursor_file = dir.path().join("inbox.cursor");
+    let mut follow = tokio::process::Command::from(server.cli(DESTINATION))
+        .args(["inbox", "--follow", "--output", "json", "--cursor-file"])
+        .arg(&cursor_file)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    // Subscribed once the first heartbeat saved the cursor.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cursor_file.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut origin = server.office(ORIGIN).await;
+    let outcomes = publish(
+        &mut origin,
+        vec![registration("live-1", DESTINATION, &zhang())],
+    )
+    .await;
+    assert_eq!(
+        status_of(&outcomes[0]),
+        twoplace::proto::PublishStatus::Accepted
+    );
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("printed within 10 s")
+        .unwrap()
+        .unwrap();
+    let delivery: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(delivery["envelope"]["messageId"], "live-1");
+    assert_eq!(delivery["senderOffice"], ORIGIN);
+    // The cursor file follows what was printed.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let saved = std::fs::read_to_string(&cursor_file).unwrap();
+    assert_eq!(saved, delivery["cursor"].as_str().unwrap());
+    follow.kill().await.unwrap();
+    server.finish().await;
+}
+
+async fn cases_and_obligations_read_back(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let mut origin = server.office(ORIGIN).await;
+    let id = zhang();
+    publish(&mut origin, vec![registration("reg", DESTINATION, &id)]).await;
+
+    let show = server
+        .cli(DESTINATION)
+        .args(["case", "show", &id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.status.success(),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    assert!(
+        text.contains("张三")
+            && text.contains("REGISTRATION")
+            && text.contains("ConfirmRegistration"),
+        "{text}"
+    );
+
+    let json = server
+        .cli(DESTINATION)
+        .args(["obligations", "--output", "json"])
+        .output()
+        .unwrap();
+    let owed: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        owed.iter()
+            .any(|o| o["kind"] == "OBLIGATION_KIND_CONFIRM_REGISTRATION")
+    );
+    assert!(owed.iter().all(|o| o["debtorOffice"] == DESTINATION));
+
+    // A stranger gets one clear line, not a dump.
+    let denied = server
+        .cli(STRANGER)
+        .args(["case", "show", &id])
+        .output()
+        .unwrap();
+    assert_eq!(denied.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert!(err.starts_with("error: NotFound"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    server.finish().await;
+}
