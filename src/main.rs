@@ -72,6 +72,10 @@ enum Command {
     Case(cli::case::CaseArgs),
     /// What your office owes (or is owed), oldest due first.
     Obligations(cli::case::ObligationsArgs),
+    /// Simulate a population and the traffic of both sides, against a
+    /// server (--target) or into files (--out), and print what the
+    /// reconciled result should be.
+    Simulate(cli::simulate::SimulateArgs),
     /// Show the built-in policy (a starting point for --policy FILE).
     Policy {
         #[command(subcommand)]
@@ -232,6 +236,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Ack(args) => client(cli::inbox::ack(&connect, args)),
         Command::Case(args) => client(cli::case::show(&connect, args)),
         Command::Obligations(args) => client(cli::case::obligations(&connect, args)),
+        Command::Simulate(args) => client(cli::simulate::run(&connect, args)),
         Command::Policy {
             command: PolicyCommand::Show,
         } => {

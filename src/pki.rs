@@ -65,6 +65,34 @@ pub fn init(
     admins: &[RegionPrefix],
     server_names: &[String],
 ) -> Result<DevPki, PkiError> {
+    let (pki, issuer) = open_ca(dir)?;
+    let mut server = leaf_params("twoplace server", ExtendedKeyUsagePurpose::ServerAuth);
+    for name in server_names {
+        server.subject_alt_names.push(match name.parse() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(name.as_str().try_into()?),
+        });
+    }
+    issue(&server, &issuer, &pki.server_cert(), &pki.server_key())?;
+    issue_clients(&pki, &issuer, offices, admins)?;
+    Ok(pki)
+}
+
+/// Adds client certificates for offices that have none yet, signed by the
+/// CA already in `dir`; returns the offices it added.
+pub fn add_offices(dir: &Path, offices: &[RegionCode]) -> Result<Vec<RegionCode>, PkiError> {
+    let (pki, issuer) = open_ca(dir)?;
+    let missing: Vec<RegionCode> = offices
+        .iter()
+        .filter(|o| !pki.office_cert(o.as_str()).exists())
+        .cloned()
+        .collect();
+    issue_clients(&pki, &issuer, &missing, &[])?;
+    Ok(missing)
+}
+
+/// The CA in `dir`, created if there is none.
+fn open_ca(dir: &Path) -> Result<(DevPki, Issuer<'static, KeyPair>), PkiError> {
     let pki = DevPki {
         dir: dir.to_path_buf(),
     };
@@ -83,17 +111,15 @@ pub fn init(
             key
         }
     };
-    let issuer = Issuer::new(ca_params(), ca_key);
+    Ok((pki, Issuer::new(ca_params(), ca_key)))
+}
 
-    let mut server = leaf_params("twoplace server", ExtendedKeyUsagePurpose::ServerAuth);
-    for name in server_names {
-        server.subject_alt_names.push(match name.parse() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(name.as_str().try_into()?),
-        });
-    }
-    issue(&server, &issuer, &pki.server_cert(), &pki.server_key())?;
-
+fn issue_clients(
+    pki: &DevPki,
+    issuer: &Issuer<'_, KeyPair>,
+    offices: &[RegionCode],
+    admins: &[RegionPrefix],
+) -> Result<(), PkiError> {
     let clients = offices
         .iter()
         .map(|o| {
@@ -115,9 +141,9 @@ pub fn init(
     for (common_name, uri, cert, key) in clients {
         let mut params = leaf_params(&common_name, ExtendedKeyUsagePurpose::ClientAuth);
         params.subject_alt_names.push(SanType::URI(uri.try_into()?));
-        issue(&params, &issuer, &cert, &key)?;
+        issue(&params, issuer, &cert, &key)?;
     }
-    Ok(pki)
+    Ok(())
 }
 
 fn ca_params() -> CertificateParams {

@@ -17,6 +17,7 @@ backend_tests!(
     an_interrupted_import_resumes_without_duplicates,
     follow_prints_what_arrives,
     cases_and_obligations_read_back,
+    the_simulators_totals_are_the_services,
 );
 
 /// One registration per line, each for another person, without periodic
@@ -258,5 +259,126 @@ async fn cases_and_obligations_read_back(backend: Backend) {
     let err = String::from_utf8_lossy(&denied.stderr);
     assert!(err.starts_with("error: NotFound"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    server.finish().await;
+}
+
+const ORIGINS: [&str; 7] = [
+    "341502", "341503", "341504", "341522", "341523", "341524", "341525",
+];
+
+async fn the_simulators_totals_are_the_services(backend: Backend) {
+    use twoplace::proto;
+    let server = TestServer::start(&backend).await;
+    let now = NOW
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let run = server
+        .cli(ORIGIN)
+        .args([
+            "simulate",
+            "--cases",
+            "120",
+            "--seed",
+            "3",
+            "--batch-size",
+            "50",
+            "--now",
+            &now,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let expected = &summary["expected"];
+
+    let mut actual = serde_json::Map::new();
+    let mut add = |key: &str, n: u64| {
+        let v = actual.entry(key).or_insert(serde_json::json!(0));
+        *v = serde_json::json!(v.as_u64().unwrap() + n);
+    };
+    for origin in ORIGINS {
+        let mut client = proto::exchange_client::ExchangeClient::new(
+            server
+                .channel_as(
+                    server.pki.office_cert(origin),
+                    server.pki.office_key(origin),
+                )
+                .await
+                .unwrap(),
+        );
+        let mut token = String::new();
+        loop {
+            let page = client
+                .list_obligations(proto::ListObligationsRequest {
+                    role: proto::ObligationRole::Creditor as i32,
+                    page_size: 500,
+                    page_token: token,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            for o in page
+                .obligations
+                .iter()
+                .filter(|o| o.kind != proto::ObligationKind::Receipt as i32)
+            {
+                add("obligations", 1);
+                let state = proto::ObligationState::try_from(o.state).unwrap();
+                let key = match state {
+                    proto::ObligationState::Open => "open",
+                    proto::ObligationState::FulfilledOnTime => "fulfilled_on_time",
+                    proto::ObligationState::FulfilledLate => "fulfilled_late",
+                    _ => "cancelled",
+                };
+                add(key, 1);
+                add("overdue", u64::from(o.overdue));
+                add("escalated", u64::from(o.escalated));
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let cases = client
+            .list_cases(proto::ListCasesRequest {
+                role: proto::CaseRole::Origin as i32,
+                page_size: 500,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .cases;
+        for c in cases {
+            add("open_discrepancies", c.open_discrepancies as u64);
+            add("orphans", c.orphans as u64);
+        }
+    }
+    for key in [
+        "obligations",
+        "open",
+        "overdue",
+        "escalated",
+        "fulfilled_on_time",
+        "fulfilled_late",
+        "cancelled",
+        "open_discrepancies",
+        "orphans",
+    ] {
+        assert_eq!(
+            actual.get(key).cloned().unwrap_or(serde_json::json!(0)),
+            expected[key],
+            "{key}: service {actual:?}, simulator {expected}"
+        );
+    }
+    assert!(
+        expected["open_discrepancies"].as_u64().unwrap() > 0,
+        "the simulation has disagreements"
+    );
     server.finish().await;
 }

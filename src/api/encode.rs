@@ -326,7 +326,7 @@ fn current_destination(state: &CaseState) -> String {
         .unwrap_or_default()
 }
 
-pub fn case_summary(state: &CaseState) -> proto::CaseSummary {
+pub fn case_summary(state: &CaseState, findings: &Findings) -> proto::CaseSummary {
     proto::CaseSummary {
         resident_id: state.resident_id.clone(),
         name: state
@@ -339,5 +339,11 @@ pub fn case_summary(state: &CaseState) -> proto::CaseSummary {
         destination_office: current_destination(state),
         status: case_status(state.status) as i32,
         updated_at: Some(timestamp(state.updated_at)),
+        open_discrepancies: findings
+            .discrepancies
+            .iter()
+            .filter(|d| d.resolved_at.is_none())
+            .count() as i32,
+        orphans: findings.orphans.len() as i32,
     }
 }

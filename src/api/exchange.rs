@@ -436,7 +436,7 @@ impl ExchangeService {
             },
             cases: rows
                 .iter()
-                .map(|c| encode::case_summary(&c.state))
+                .map(|c| encode::case_summary(&c.state, &c.findings))
                 .collect(),
         })
     }

@@ -4,6 +4,7 @@
 pub mod case;
 pub mod inbox;
 pub mod publish;
+pub mod simulate;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -53,6 +54,25 @@ pub struct Connect {
 }
 
 impl Connect {
+    /// The same server and PKI, acting as another office.
+    pub fn acting_as(&self, office: &str) -> Connect {
+        Connect {
+            as_office: Some(office.to_string()),
+            cert: None,
+            key: None,
+            ..self.clone()
+        }
+    }
+
+    /// The PKI directory, when it holds the CA's key (a development PKI that
+    /// may issue more office certificates).
+    pub fn pki_dir_with_ca(&self) -> Option<PathBuf> {
+        self.pki_dir
+            .join("ca.key")
+            .exists()
+            .then(|| self.pki_dir.clone())
+    }
+
     fn files(&self) -> Result<(PathBuf, PathBuf, PathBuf)> {
         let ca = self
             .ca
