@@ -66,6 +66,8 @@ enum Command {
     Publish(cli::publish::PublishArgs),
     /// Read your inbox: a page, or --follow to print deliveries as they come.
     Inbox(cli::inbox::InboxArgs),
+    /// Answer what your office owes: confirm, verify, feedback, answer.
+    Reply(cli::reply::ReplyArgs),
     /// Acknowledge receipt of deliveries.
     Ack(cli::inbox::AckArgs),
     /// Read a case.
@@ -234,6 +236,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Publish(args) => client(cli::publish::run(&connect, args)),
         Command::Inbox(args) => client(cli::inbox::run(&connect, args)),
         Command::Ack(args) => client(cli::inbox::ack(&connect, args)),
+        Command::Reply(args) => client(cli::reply::run(&connect, args)),
         Command::Case(args) => client(cli::case::show(&connect, args)),
         Command::Obligations(args) => client(cli::case::obligations(&connect, args)),
         Command::Simulate(args) => client(cli::simulate::run(&connect, args)),

@@ -18,6 +18,7 @@ backend_tests!(
     follow_prints_what_arrives,
     cases_and_obligations_read_back,
     the_simulators_totals_are_the_services,
+    replies_discharge_what_is_owed,
 );
 
 /// One registration per line, each for another person, without periodic
@@ -380,5 +381,112 @@ async fn the_simulators_totals_are_the_services(backend: Backend) {
         expected["open_discrepancies"].as_u64().unwrap() > 0,
         "the simulation has disagreements"
     );
+    server.finish().await;
+}
+
+async fn replies_discharge_what_is_owed(backend: Backend) {
+    use twoplace::proto::{self, envelope::Body};
+    let server = TestServer::start(&backend).await;
+    let mut origin = server.office(ORIGIN).await;
+    let id = zhang();
+    let certificate = envelope(
+        "cert",
+        DESTINATION,
+        &id,
+        Body::CertificateIssued(proto::CertificateIssued {
+            certificate_number: "LA-9".into(),
+            issued_on: date(2024, 2, 1),
+            valid_until: None,
+        }),
+    );
+    let ask = envelope(
+        "ask",
+        DESTINATION,
+        &id,
+        Body::VerificationRequest(proto::VerificationRequest {
+            urgency: proto::Urgency::Normal as i32,
+            question: "地址?".into(),
+            certificate_mismatch: false,
+        }),
+    );
+    publish(
+        &mut origin,
+        vec![registration("reg", DESTINATION, &id), certificate, ask],
+    )
+    .await;
+
+    let reply = |args: &[&str]| {
+        let out = server
+            .cli(DESTINATION)
+            .arg("reply")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, stdout, stderr) = reply(&["confirm", &id, "--found", "--children", "2"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("accepted reply-"), "{stdout}");
+    let (code, stdout, _) = reply(&["confirm", &id, "--found", "--children", "2"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.starts_with("already sent"), "{stdout}");
+    assert_eq!(
+        reply(&["verify", &id, "--certificate", "LA-9", "--valid"]).0,
+        Some(0)
+    );
+    assert_eq!(
+        reply(&[
+            "feedback",
+            &id,
+            "--period",
+            "2023Q4",
+            "--checked-on",
+            "2023-12-01"
+        ])
+        .0,
+        Some(0)
+    );
+    assert_eq!(
+        reply(&["answer", &id, "--request", "ask", "--text", "属实"]).0,
+        Some(0)
+    );
+    // A wrong flag is one clear line.
+    let (code, _, stderr) = reply(&[
+        "feedback",
+        &id,
+        "--period",
+        "2023Q4",
+        "--not-checked",
+        "asleep",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("--not-checked asleep: one of not-reached"),
+        "{stderr}"
+    );
+
+    let case = origin
+        .get_case(proto::GetCaseRequest {
+            resident_id: id.clone(),
+            origin_office: String::new(),
+            purpose: "test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let state = |key: &str| {
+        let o = case.obligations.iter().find(|o| o.key == key).unwrap();
+        proto::ObligationState::try_from(o.state).unwrap()
+    };
+    use proto::ObligationState::{FulfilledLate, FulfilledOnTime};
+    assert_eq!(state("CONFIRM_REGISTRATION:310112"), FulfilledOnTime);
+    assert_eq!(state("VERIFY_CERTIFICATE:LA-9"), FulfilledOnTime);
+    assert_eq!(state("ANSWER_REQUEST:341502:ask"), FulfilledOnTime);
+    assert_eq!(state("PERIODIC_FEEDBACK:2023Q4"), FulfilledLate);
+    assert_eq!(case.discrepancies[0].field, "children");
     server.finish().await;
 }

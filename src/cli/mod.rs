@@ -4,6 +4,7 @@
 pub mod case;
 pub mod inbox;
 pub mod publish;
+pub mod reply;
 pub mod simulate;
 
 use std::path::PathBuf;
@@ -54,6 +55,13 @@ pub struct Connect {
 }
 
 impl Connect {
+    /// The office this client acts as, when named by --as.
+    pub fn office(&self) -> Option<String> {
+        self.as_office
+            .clone()
+            .filter(|o| self.cert.is_none() && !o.starts_with("admin:"))
+    }
+
     /// The same server and PKI, acting as another office.
     pub fn acting_as(&self, office: &str) -> Connect {
         Connect {
