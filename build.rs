@@ -5,7 +5,10 @@ use prost::Message as _;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let fds = protox::compile(["twoplace/v1/exchange.proto"], ["proto"])?;
+    let fds = protox::compile(
+        ["twoplace/v1/exchange.proto", "twoplace/v1/admin.proto"],
+        ["proto"],
+    )?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("twoplace_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()

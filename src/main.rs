@@ -74,6 +74,9 @@ enum Command {
     Case(cli::case::CaseArgs),
     /// What your office owes (or is owed), oldest due first.
     Obligations(cli::case::ObligationsArgs),
+    /// A region's backlog and KPIs by child region (administrators:
+    /// --as admin:34).
+    Backlog(cli::backlog::BacklogArgs),
     /// Simulate a population and the traffic of both sides, against a
     /// server (--target) or into files (--out), and print what the
     /// reconciled result should be.
@@ -240,6 +243,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Case(args) => client(cli::case::show(&connect, args)),
         Command::Obligations(args) => client(cli::case::obligations(&connect, args)),
         Command::Simulate(args) => client(cli::simulate::run(&connect, args)),
+        Command::Backlog(args) => client(cli::backlog::run(&connect, args)),
         Command::Policy {
             command: PolicyCommand::Show,
         } => {

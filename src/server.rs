@@ -14,9 +14,11 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::api::ExchangeService;
+use crate::api::admin::AdminService;
 use crate::clock::Clock;
 use crate::domain::Policy;
 use crate::proto;
+use crate::proto::admin_server::AdminServer;
 use crate::proto::exchange_server::ExchangeServer;
 use crate::store::Store;
 
@@ -85,6 +87,7 @@ pub async fn serve(
         options.heartbeat,
         stopping.clone(),
     );
+    let admin = AdminService::new(store.clone(), clock.clone());
     tokio::spawn(sweep(
         store.clone(),
         clock,
@@ -138,6 +141,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ExchangeServer::new(exchange))
+        .add_service(AdminServer::new(admin))
         .serve_with_incoming_shutdown(incoming, signal)
         .await
         .map_err(ServeError::Transport)

@@ -250,6 +250,19 @@ async fn cases_and_obligations_read_back(backend: Backend) {
     );
     assert!(owed.iter().all(|o| o["debtorOffice"] == DESTINATION));
 
+    // The administrator's table names the regions.
+    let backlog = server.cli("admin:34").arg("backlog").output().unwrap();
+    let table = String::from_utf8_lossy(&backlog.stdout);
+    assert!(
+        backlog.status.success(),
+        "{}",
+        String::from_utf8_lossy(&backlog.stderr)
+    );
+    assert!(
+        table.contains("3415") && table.contains("六安市") && table.contains("安徽省"),
+        "{table}"
+    );
+
     // A stranger gets one clear line, not a dump.
     let denied = server
         .cli(STRANGER)

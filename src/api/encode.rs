@@ -136,15 +136,16 @@ pub fn obligation_state(s: ObligationState) -> proto::ObligationState {
     }
 }
 
-/// An obligation as `reader` sees it at `now`.
-pub fn obligation(
-    o: &ObligationRow,
-    reader: &RegionCode,
-    now: OffsetDateTime,
-) -> proto::Obligation {
+/// Whether an office sees an obligation's case in full: its origin and its
+/// current destination do.
+pub fn sees_in_full(o: &ObligationRow, reader: &RegionCode) -> bool {
+    o.origin == reader.as_str() || o.destination.as_deref() == Some(reader.as_str())
+}
+
+/// An obligation at `now`, its person in full or masked.
+pub fn obligation(o: &ObligationRow, full: bool, now: OffsetDateTime) -> proto::Obligation {
     let open = o.state == ObligationState::Open;
     let overdue = open && now > o.due_at;
-    let full = o.origin == reader.as_str() || o.destination.as_deref() == Some(reader.as_str());
     proto::Obligation {
         key: o.key.clone(),
         kind: obligation_kind(o.kind) as i32,
@@ -303,7 +304,7 @@ pub fn case(
         obligations: obligations
             .iter()
             .filter(|o| !masked || o.debtor == reader.as_str() || o.creditor == reader.as_str())
-            .map(|o| obligation(o, reader, now))
+            .map(|o| obligation(o, sees_in_full(o, reader), now))
             .collect(),
         discrepancies: findings
             .discrepancies

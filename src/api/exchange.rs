@@ -526,7 +526,7 @@ impl ExchangeService {
             },
             obligations: rows
                 .iter()
-                .map(|o| encode::obligation(o, &office, now))
+                .map(|o| encode::obligation(o, encode::sees_in_full(o, &office), now))
                 .collect(),
         })
     }

@@ -1,6 +1,7 @@
 //! The gRPC handlers: decode, authorize, call the domain and the store, map
 //! errors. Nothing here decides a rule of the exchange.
 
+pub mod admin;
 pub mod cursor;
 pub mod decode;
 pub mod encode;

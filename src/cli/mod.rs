@@ -1,6 +1,7 @@
 //! The offices' command-line client: the same `twoplace` binary, talking to
 //! a server over mTLS like any other client.
 
+pub mod backlog;
 pub mod case;
 pub mod inbox;
 pub mod publish;

@@ -3,6 +3,7 @@
 //! applies what these functions decide.
 
 pub mod case;
+pub mod kpi;
 pub mod message;
 pub mod period;
 pub mod policy;

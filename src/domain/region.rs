@@ -113,6 +113,24 @@ impl RegionPrefix {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The region's name: `安徽省`, `六安市`, `六安市金安区`.
+    pub fn name(&self) -> Option<String> {
+        name_of_prefix(&self.0)
+    }
+
+    /// Whether `other` lies within this region.
+    pub fn contains(&self, other: &RegionPrefix) -> bool {
+        other.0.starts_with(&self.0)
+    }
+}
+
+/// The name of a region given by a code prefix of 2, 4, 6 or 9 digits.
+pub fn name_of_prefix(prefix: &str) -> Option<String> {
+    match prefix.len() {
+        2 | 4 => region_name(&format!("{prefix:0<6}")).map(str::to_string),
+        _ => full_name(prefix),
+    }
 }
 
 impl fmt::Display for RegionPrefix {

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::domain::case::{CaseState, CaseStatus, Standing};
+use crate::domain::kpi::SideStats;
 use crate::domain::reconcile::{Findings, ObligationKind, ObligationState};
 use crate::domain::{Message, Policy, RegionCode, Violation};
 
@@ -150,6 +151,24 @@ pub struct SweepReport {
     pub escalation_reminders: u64,
 }
 
+/// Which side of obligations a region is counted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Side {
+    Debtor,
+    Creditor,
+}
+
+/// A backlog over the region with a code prefix, grouped by child region
+/// (the first `child_len` characters of the office code).
+#[derive(Debug, Clone)]
+pub struct BacklogQuery {
+    pub prefix: String,
+    pub child_len: usize,
+    pub window_start: OffsetDateTime,
+    pub window_end: OffsetDateTime,
+    pub now: OffsetDateTime,
+}
+
 /// Builds the envelope (wire bytes) of a reminder.
 pub type ReminderEnvelope = dyn Fn(&ReminderDue) -> Vec<u8> + Send + Sync;
 
@@ -240,6 +259,22 @@ pub trait Store: Send + Sync + 'static {
         &self,
         query: &ObligationQuery,
     ) -> Result<Vec<ObligationRow>, StoreError>;
+
+    /// The counts behind the backlog KPIs, per child region and side.
+    async fn backlog(
+        &self,
+        query: &BacklogQuery,
+    ) -> Result<std::collections::BTreeMap<(String, Side), SideStats>, StoreError>;
+
+    /// Open obligations past due owed in the region with a code prefix,
+    /// oldest due first, each with the person's name as the origin gave it.
+    async fn overdue_in_region(
+        &self,
+        prefix: &str,
+        now: OffsetDateTime,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<(ObligationRow, Option<String>)>, StoreError>;
 
     /// Reconciles the cases whose time has come (a feedback period began)
     /// and delivers each due reminder exactly once, at most `limit` of each.

@@ -946,6 +946,147 @@ macro_rules! sql_store {
                 rows.iter().map($crate::store::sql::obligation_row).collect()
             }
 
+            #[tracing::instrument(skip_all)]
+            async fn backlog(
+                &self,
+                q: &$crate::store::BacklogQuery,
+            ) -> Result<
+                std::collections::BTreeMap<(String, $crate::store::Side), $crate::domain::kpi::SideStats>,
+                $crate::store::StoreError,
+            > {
+                use sqlx::Row as _;
+                use $crate::store::{Side, to_us};
+                let mut stats: std::collections::BTreeMap<(String, Side), $crate::domain::kpi::SideStats> =
+                    std::collections::BTreeMap::new();
+                // Office codes are digits: everything with the prefix sorts
+                // below the prefix followed by ':'.
+                let upper = format!("{}:", q.prefix);
+                let child_len = q.child_len as i64;
+                let now_us = to_us(q.now);
+                for (side, own, case_column) in [
+                    (Side::Debtor, "debtor", "destination"),
+                    (Side::Creditor, "creditor", "origin"),
+                ] {
+                    let open = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT substr({own}, 1, CAST($1 AS INTEGER)) AS g, CAST(COUNT(*) AS BIGINT) AS open, \
+                         CAST(SUM(CASE WHEN due_us < $2 THEN 1 ELSE 0 END) AS BIGINT) AS overdue, \
+                         CAST(SUM(CASE WHEN escalates_us < $2 THEN 1 ELSE 0 END) AS BIGINT) AS escalated \
+                         FROM obligations WHERE state = 'OPEN' AND {own} >= $3 AND {own} < $4 GROUP BY g"
+                    )))
+                    .bind(child_len)
+                    .bind(now_us)
+                    .bind(&q.prefix)
+                    .bind(&upper)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    for row in open {
+                        let s = stats.entry((row.try_get("g")?, side)).or_default();
+                        s.open = row.try_get("open")?;
+                        s.overdue = row.try_get("overdue")?;
+                        s.escalated = row.try_get("escalated")?;
+                    }
+                    let window = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT substr({own}, 1, CAST($1 AS INTEGER)) AS g, kind, state, due_us, opened_us, closed_us \
+                         FROM obligations WHERE {own} >= $2 AND {own} < $3 \
+                         AND due_us >= $4 AND due_us < $5 AND state <> 'CANCELLED'"
+                    )))
+                    .bind(child_len)
+                    .bind(&q.prefix)
+                    .bind(&upper)
+                    .bind(to_us(q.window_start))
+                    .bind(to_us(q.window_end))
+                    .fetch_all(&self.pool)
+                    .await?;
+                    for row in window {
+                        let s = stats.entry((row.try_get("g")?, side)).or_default();
+                        let kind: String = row.try_get("kind")?;
+                        let state: String = row.try_get("state")?;
+                        let due_us: i64 = row.try_get("due_us")?;
+                        let opened_us: i64 = row.try_get("opened_us")?;
+                        let closed_us: Option<i64> = row.try_get("closed_us")?;
+                        let on_time = state == "FULFILLED_ON_TIME";
+                        let given = on_time || state == "FULFILLED_LATE";
+                        match kind.as_str() {
+                            "RECEIPT" => {
+                                s.receipts_due += 1;
+                                s.receipts_on_time += i64::from(on_time);
+                            }
+                            _ => {
+                                if kind == "PERIODIC_FEEDBACK" {
+                                    s.feedback_due += 1;
+                                    s.feedback_given += i64::from(given);
+                                }
+                                if given || due_us < now_us {
+                                    s.answers_due += 1;
+                                    s.answers_on_time += i64::from(on_time);
+                                }
+                                if let (true, Some(closed)) = (given, closed_us) {
+                                    s.reply_seconds.push(((closed - opened_us) / 1_000_000).max(0));
+                                }
+                            }
+                        }
+                    }
+                    let cases = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT substr({case_column}, 1, CAST($1 AS INTEGER)) AS g, \
+                         CAST(SUM(orphans) AS BIGINT) AS orphans, \
+                         CAST(SUM(open_discrepancies) AS BIGINT) AS discrepancies \
+                         FROM cases WHERE {case_column} >= $2 AND {case_column} < $3 GROUP BY g"
+                    )))
+                    .bind(child_len)
+                    .bind(&q.prefix)
+                    .bind(&upper)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    for row in cases {
+                        let s = stats.entry((row.try_get("g")?, side)).or_default();
+                        s.orphans = row.try_get("orphans")?;
+                        s.open_discrepancies = row.try_get("discrepancies")?;
+                    }
+                }
+                Ok(stats)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn overdue_in_region(
+                &self,
+                prefix: &str,
+                now: time::OffsetDateTime,
+                after: Option<(i64, i64)>,
+                limit: u32,
+            ) -> Result<
+                Vec<($crate::store::ObligationRow, Option<String>)>,
+                $crate::store::StoreError,
+            > {
+                use sqlx::Row as _;
+                use $crate::store::sql::OBLIGATION_COLUMNS;
+                let (after_due, after_id) = after.unwrap_or((i64::MIN, i64::MIN));
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {OBLIGATION_COLUMNS}, c.state AS case_state \
+                     FROM obligations o JOIN cases c ON c.id = o.case_id \
+                     WHERE o.state = 'OPEN' AND o.debtor >= $1 AND o.debtor < $2 AND o.due_us < $3 \
+                     AND (o.due_us > $4 OR (o.due_us = $4 AND o.id > $5)) \
+                     ORDER BY o.due_us, o.id LIMIT $6"
+                )))
+                .bind(prefix)
+                .bind(format!("{prefix}:"))
+                .bind($crate::store::to_us(now))
+                .bind(after_due)
+                .bind(after_id)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        let state: String = row.try_get("case_state")?;
+                        let name = serde_json::from_str::<$crate::domain::CaseState>(&state)
+                            .ok()
+                            .and_then(|s| s.origin_report.or(s.destination_report))
+                            .map(|p| p.name.as_str().to_string());
+                        Ok(($crate::store::sql::obligation_row(row)?, name))
+                    })
+                    .collect()
+            }
+
             async fn ping(&self) -> Result<(), $crate::store::StoreError> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())

@@ -1,0 +1,240 @@
+//! The administrators' view over gRPC on both backends: a backlog computed
+//! by hand (a late answer counts as answered but not on time), region
+//! scoping, and masking.
+
+mod common;
+
+use tonic::Code;
+
+use common::*;
+use twoplace::domain::RegionCode;
+use twoplace::proto::{self, admin_client::AdminClient, envelope::Body};
+
+backend_tests!(
+    the_backlog_adds_up_as_computed_by_hand,
+    administrators_see_only_their_region_masked
+);
+
+const HUOQIU: &str = "341522"; // 六安市霍邱县
+
+fn plain_registration(id: &str, resident_id: &str, origin: &str) -> proto::Envelope {
+    let mut m = registration(id, DESTINATION, resident_id);
+    if let Some(Body::Registration(r)) = &mut m.body {
+        r.periodic_checks = false;
+    }
+    m.case_ref.as_mut().unwrap().origin_office = origin.into();
+    m
+}
+
+async fn admin(server: &TestServer) -> AdminClient<tonic::transport::Channel> {
+    AdminClient::new(
+        server
+            .channel_as(server.pki.admin_cert(ADMIN), server.pki.admin_key(ADMIN))
+            .await
+            .unwrap(),
+    )
+}
+
+async fn sent(
+    client: &mut proto::exchange_client::ExchangeClient<tonic::transport::Channel>,
+    m: proto::Envelope,
+) {
+    let o = publish(client, vec![m]).await;
+    assert_eq!(
+        status_of(&o[0]),
+        proto::PublishStatus::Accepted,
+        "{:?}",
+        o[0].violations
+    );
+}
+
+fn row<'a>(b: &'a proto::BacklogResponse, region: &str) -> &'a proto::BacklogRow {
+    b.children.iter().find(|r| r.region == region).unwrap()
+}
+
+async fn the_backlog_adds_up_as_computed_by_hand(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    twoplace::pki::add_offices(&server.pki.dir, &[RegionCode::parse(HUOQIU).unwrap()]).unwrap();
+    let mut jinan = server.office(ORIGIN).await;
+    let mut huoqiu = server.office(HUOQIU).await;
+    let mut minhang = server.office(DESTINATION).await;
+    let a = zhang();
+    // Born 1985-06-15, a woman, like the fixture person.
+    let b = resident("34152219850615002");
+
+    // Day 0: 金安 registers A and asks urgently about her; 霍邱 registers B.
+    sent(&mut jinan, plain_registration("reg-a", &a, ORIGIN)).await;
+    let ask = envelope(
+        "ask",
+        DESTINATION,
+        &a,
+        Body::VerificationRequest(proto::VerificationRequest {
+            urgency: proto::Urgency::Urgent as i32,
+            question: "?".into(),
+            certificate_mismatch: false,
+        }),
+    );
+    sent(&mut jinan, ask).await;
+    sent(&mut huoqiu, plain_registration("reg-b", &b, HUOQIU)).await;
+    // 闵行 confirms A at once, and acknowledges everything it received.
+    let confirm = envelope(
+        "conf-a",
+        ORIGIN,
+        &a,
+        Body::RegistrationConfirmation(proto::RegistrationConfirmation {
+            finding: proto::Finding::Found as i32,
+            observed: Some(person("张三")),
+            ..Default::default()
+        }),
+    );
+    sent(&mut minhang, confirm).await;
+    let last = inbox_all(&mut minhang).await.pop().unwrap().cursor;
+    minhang
+        .acknowledge(proto::AcknowledgeRequest {
+            up_to_cursor: last,
+            messages: vec![],
+        })
+        .await
+        .unwrap();
+    // Day 20: the urgent answer (due after 15 days) comes late.
+    server.clock.advance(time::Duration::days(20));
+    let answer = envelope(
+        "ans",
+        ORIGIN,
+        &a,
+        Body::VerificationReply(proto::VerificationReply {
+            request_message_id: "ask".into(),
+            answer: "属实".into(),
+        }),
+    );
+    sent(&mut minhang, answer).await;
+    // Day 40: B's confirmation (30 days) is overdue.
+    server.clock.advance(time::Duration::days(20));
+
+    let backlog = admin(&server)
+        .await
+        .backlog(proto::BacklogRequest {
+            region: "3415".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(backlog.total.as_ref().unwrap().name, "六安市");
+    let jinan_row = row(&backlog, ORIGIN);
+    assert_eq!(jinan_row.name, "六安市金安区");
+    // Owed to 金安: A's confirmation (on time, at once) and the answer
+    // (20 days, late); both receipts were acknowledged on time.
+    let owed = jinan_row.as_creditor.unwrap();
+    assert_eq!((owed.open, owed.overdue), (0, 0));
+    assert_eq!(
+        owed.on_time_rate,
+        Some(0.5),
+        "a late answer counts as answered, not on time"
+    );
+    assert_eq!(owed.receipt_rate, Some(1.0));
+    assert_eq!(owed.median_reply_seconds, Some(0.0));
+    assert_eq!(owed.p90_reply_seconds, Some(20.0 * 86_400.0));
+    // 金安 owes receipts of the confirmation and the answer: never
+    // acknowledged, overdue and escalated (3 days; 6 to escalate)… the
+    // answer's only 20 days old: both are past 6 days.
+    let owes = jinan_row.as_debtor.unwrap();
+    assert_eq!((owes.open, owes.overdue, owes.escalated), (2, 2, 2));
+    assert_eq!(owes.receipt_rate, Some(0.0));
+    // Owed to 霍邱: B's confirmation, overdue, not escalated (60 days).
+    let owed = row(&backlog, HUOQIU).as_creditor.unwrap();
+    assert_eq!((owed.open, owed.overdue, owed.escalated), (1, 1, 0));
+    assert_eq!(owed.on_time_rate, Some(0.0));
+    assert_eq!(owed.receipt_rate, Some(1.0));
+    // The total is the sum of its children.
+    let total = backlog.total.unwrap().as_creditor.unwrap();
+    assert_eq!(total.open, 1);
+    assert_eq!(total.on_time_rate, Some(1.0 / 3.0));
+
+    // The province lists its cities.
+    let province = admin(&server)
+        .await
+        .backlog(proto::BacklogRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(province.total.unwrap().region, "34");
+    assert_eq!(province.children.len(), 1);
+    assert_eq!(province.children[0].region, "3415");
+    server.finish().await;
+}
+
+async fn administrators_see_only_their_region_masked(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let mut jinan = server.office(ORIGIN).await;
+    let a = zhang();
+    sent(&mut jinan, plain_registration("reg-a", &a, ORIGIN)).await;
+    server.clock.advance(time::Duration::days(40));
+
+    let mut admin = admin(&server).await;
+    let denied = admin
+        .backlog(proto::BacklogRequest {
+            region: "31".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let denied = AdminClient::new(
+        server
+            .channel_as(
+                server.pki.office_cert(ORIGIN),
+                server.pki.office_key(ORIGIN),
+            )
+            .await
+            .unwrap(),
+    )
+    .backlog(proto::BacklogRequest::default())
+    .await
+    .unwrap_err();
+    assert_eq!(
+        denied.code(),
+        Code::PermissionDenied,
+        "offices are not administrators"
+    );
+
+    // 闵行 owes the confirmation, but it is in 上海, not in 34.
+    let overdue = admin
+        .list_overdue(proto::ListOverdueRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        overdue
+            .obligations
+            .iter()
+            .all(|o| o.debtor_office.starts_with("34"))
+    );
+    // An administrator of 上海 would see it, masked.
+    twoplace::pki::init(
+        &server.pki.dir,
+        &[],
+        &[twoplace::domain::RegionPrefix::parse("31").unwrap()],
+        &["localhost".into(), "127.0.0.1".into()],
+    )
+    .unwrap();
+    let mut shanghai = AdminClient::new(
+        server
+            .channel_as(server.pki.admin_cert("31"), server.pki.admin_key("31"))
+            .await
+            .unwrap(),
+    );
+    let overdue = shanghai
+        .list_overdue(proto::ListOverdueRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let keys: Vec<_> = overdue.obligations.iter().map(|o| o.key.as_str()).collect();
+    assert!(keys.contains(&"CONFIRM_REGISTRATION:310112"), "{keys:?}");
+    for (o, name) in overdue.obligations.iter().zip(&overdue.masked_names) {
+        assert_eq!(o.resident_id, format!("{}********{}", &a[..6], &a[14..]));
+        assert_eq!(name, "张*");
+        assert!(o.days_overdue >= 9);
+    }
+    server.finish().await;
+}
