@@ -25,7 +25,8 @@ impl Period {
         let year: i32 = raw[..4]
             .parse()
             .ok()
-            .filter(|y| (1900..=9999).contains(y))
+            // Years whose periods and due dates stay within the calendar.
+            .filter(|y| (1900..=2999).contains(y))
             .ok_or(PeriodError)?;
         let rest = &raw[4..];
         let number = |s: &str, max: u8| -> Result<u8, PeriodError> {

@@ -40,18 +40,26 @@ impl FromStr for Deadline {
         let s = raw.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
         let n: u32 = s[..split].parse().map_err(|_| err())?;
+        let unit = s[split..].trim().to_ascii_lowercase();
         if n == 0 {
             return Err(err());
         }
-        let unit = s[split..].trim().to_ascii_lowercase();
-        Ok(match unit.as_str() {
+        let deadline = match unit.as_str() {
             "d" | "day" | "days" => Deadline::Days(n),
             "wd" | "working day" | "working days" => Deadline::WorkingDays(n),
             "s" => Deadline::Exact(Duration::seconds(n.into())),
             "m" | "min" => Deadline::Exact(Duration::minutes(n.into())),
             "h" => Deadline::Exact(Duration::hours(n.into())),
             _ => return Err(err()),
-        })
+        };
+        // At most about ten years: beyond that is a typo, and date
+        // arithmetic must never overflow.
+        let too_long = match deadline {
+            Deadline::Days(d) => d > 3660,
+            Deadline::WorkingDays(d) => d > 2600,
+            Deadline::Exact(d) => d > Duration::days(3660),
+        };
+        if too_long { Err(err()) } else { Ok(deadline) }
     }
 }
 
@@ -441,7 +449,17 @@ mod tests {
         assert_eq!("7wd".parse(), Ok(Deadline::WorkingDays(7)));
         assert_eq!("5s".parse(), Ok(Deadline::Exact(Duration::seconds(5))));
         assert_eq!("2h".parse(), Ok(Deadline::Exact(Duration::hours(2))));
-        for bad in ["", "d", "0d", "30", "30 weeks", "-1d", "1.5d"] {
+        for bad in [
+            "",
+            "d",
+            "0d",
+            "30",
+            "30 weeks",
+            "-1d",
+            "1.5d",
+            "99999999d",
+            "4000000 working days",
+        ] {
             assert!(bad.parse::<Deadline>().is_err(), "{bad}");
         }
     }
