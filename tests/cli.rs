@@ -19,6 +19,7 @@ backend_tests!(
     cases_and_obligations_read_back,
     the_simulators_totals_are_the_services,
     replies_discharge_what_is_owed,
+    a_csv_import_reports_bad_rows_by_line,
 );
 
 /// One registration per line, each for another person, without periodic
@@ -501,5 +502,75 @@ async fn replies_discharge_what_is_owed(backend: Backend) {
     assert_eq!(state("ANSWER_REQUEST:341502:ask"), FulfilledOnTime);
     assert_eq!(state("PERIODIC_FEEDBACK:2023Q4"), FulfilledLate);
     assert_eq!(case.discrepancies[0].field, "children");
+    server.finish().await;
+}
+
+async fn a_csv_import_reports_bad_rows_by_line(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("march.csv");
+    let id = |i| resident_number(i);
+    let bad_check = {
+        let good = id(3);
+        format!(
+            "{}{}",
+            &good[..17],
+            if good.ends_with('1') { '2' } else { '1' }
+        )
+    };
+    write_lines(
+        &file,
+        &[
+            "# exported 2024-04-01".into(),
+            "kind,message_id,recipient_office,resident_id,origin_office,name,sex,left_on,periodic_checks".into(),
+            format!("registration,,{DESTINATION},{},{ORIGIN},张三,,2024-03-01,false", id(1)),
+            format!("registration,r-2,{DESTINATION},{},{ORIGIN},李四,,01/03/2024,false", id(2)),
+            format!("registration,r-3,{DESTINATION},{bad_check},{ORIGIN},王五,,,false"),
+            format!("teleport,r-4,{DESTINATION},{},{ORIGIN},,,,", id(4)),
+            format!("\"registration\",r-5,{DESTINATION},{},{ORIGIN},\"赵, 六\",,2024-02-02,0", id(5)),
+        ],
+    );
+    let run = server
+        .cli(ORIGIN)
+        .arg("publish")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report = std::fs::read_to_string(dir.path().join("march.csv.rejected.jsonl")).unwrap();
+    let rejected: Vec<(u64, String)> = report
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| {
+            (
+                v["line"].as_u64().unwrap(),
+                v["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            (4, "INVALID_ROW".to_string()),
+            (6, "INVALID_ROW".to_string()),
+            (5, "BAD_CHECK_DIGIT".to_string()),
+        ],
+        "{report}"
+    );
+    let mut destination = server.office(DESTINATION).await;
+    let names: Vec<String> = inbox_all(&mut destination)
+        .await
+        .into_iter()
+        .map(|d| match d.envelope.unwrap().body {
+            Some(twoplace::proto::envelope::Body::Registration(r)) => r.person.unwrap().name,
+            _ => String::new(),
+        })
+        .collect();
+    assert_eq!(names, ["张三", "赵, 六"], "quoted cells keep their commas");
     server.finish().await;
 }

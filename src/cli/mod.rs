@@ -3,6 +3,7 @@
 
 pub mod backlog;
 pub mod case;
+pub mod csv_rows;
 pub mod inbox;
 pub mod publish;
 pub mod reply;

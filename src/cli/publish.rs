@@ -15,14 +15,28 @@ use tonic::Code;
 use super::{Connect, envelope_from_json, status_error};
 use twoplace::proto;
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One envelope per line in the protobuf JSON mapping.
+    Jsonl,
+    /// A header row, then one message per row; see the README for the
+    /// columns of each kind.
+    Csv,
+}
+
 #[derive(clap::Args)]
 pub struct PublishArgs {
     /// JSON Lines: one envelope per line, as `buf curl`/grpcurl take it
-    /// (`{"messageId": …, "recipientOffice": …, "caseRef": {…}, "registration": {…}}`).
-    /// Blank lines and lines starting with `#` are skipped. A line without a
-    /// messageId gets one derived from its line number and content, so a
-    /// rerun sends the same ids.
+    /// (`{"messageId": …, "recipientOffice": …, "caseRef": {…}, "registration": {…}}`),
+    /// or CSV (by the `.csv` extension or --format csv): a header row and a
+    /// `kind` column naming each row's message kind. Blank lines and lines
+    /// starting with `#` are skipped. A message without an id gets one
+    /// derived from its line number and content, so a rerun sends the same
+    /// ids.
     file: PathBuf,
+    /// The file's format. [default: by extension, csv or jsonl]
+    #[arg(long, value_enum)]
+    format: Option<Format>,
     /// Messages per request (at most 1000).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=1000))]
     batch_size: u16,
@@ -104,7 +118,25 @@ pub async fn run(connect: &Connect, args: PublishArgs) -> Result<i32> {
         .open(&report_path)
         .with_context(|| format!("writing {}", report_path.display()))?;
 
+    let format = args
+        .format
+        .unwrap_or(match args.file.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("csv") => Format::Csv,
+            _ => Format::Jsonl,
+        });
     let mut reader = BufReader::new(file);
+    // A CSV file's header, read again when resuming past it.
+    let mut header: Option<Vec<String>> = None;
+    if format == Format::Csv && journal.offset > 0 {
+        let mut line = String::new();
+        while reader.read_line(&mut line)? > 0 {
+            if !line.trim().is_empty() && !line.trim_start().starts_with('#') {
+                header = Some(csv_header(&line)?);
+                break;
+            }
+            line.clear();
+        }
+    }
     reader.seek(SeekFrom::Start(journal.offset))?;
     let mut client = connect.exchange().await?;
     let mut progress = Progress::new(file_len, journal.offset);
@@ -122,7 +154,15 @@ pub async fn run(connect: &Connect, args: PublishArgs) -> Result<i32> {
             if text.is_empty() || text.starts_with('#') {
                 continue;
             }
-            match envelope_from_json(text) {
+            let parsed = match (format, &header) {
+                (Format::Jsonl, _) => envelope_from_json(text),
+                (Format::Csv, None) => {
+                    header = Some(csv_header(text)?);
+                    continue;
+                }
+                (Format::Csv, Some(columns)) => csv_envelope(columns, text),
+            };
+            match parsed {
                 Ok(mut env) => {
                     if env.message_id.is_empty() {
                         env.message_id = derived_id(line_no, text);
@@ -130,7 +170,11 @@ pub async fn run(connect: &Connect, args: PublishArgs) -> Result<i32> {
                     batch.push((line_no, env));
                 }
                 Err(e) => {
-                    write_rejected(&mut report, line_no, "", "line", "INVALID_JSON", &e)?;
+                    let reason = match format {
+                        Format::Jsonl => "INVALID_JSON",
+                        Format::Csv => "INVALID_ROW",
+                    };
+                    write_rejected(&mut report, line_no, "", "line", reason, &e)?;
                     journal.rejected += 1;
                 }
             }
@@ -182,6 +226,39 @@ pub async fn run(connect: &Connect, args: PublishArgs) -> Result<i32> {
         let _ = fs::remove_file(&report_path);
         Ok(0)
     }
+}
+
+fn csv_record(line: &str) -> Result<csv::StringRecord, String> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(line.as_bytes())
+        .records()
+        .next()
+        .unwrap_or_else(|| Ok(csv::StringRecord::new()))
+        .map_err(|e| e.to_string())
+}
+
+fn csv_header(line: &str) -> Result<Vec<String>> {
+    let columns: Vec<String> = csv_record(line.trim())
+        .map_err(anyhow::Error::msg)?
+        .iter()
+        .map(|c| c.trim().to_string())
+        .collect();
+    for required in super::csv_rows::REQUIRED {
+        if required != "message_id" && !columns.iter().any(|c| c == required) {
+            bail!(
+                "the CSV header has no {required} column (it has: {})",
+                columns.join(", ")
+            );
+        }
+    }
+    Ok(columns)
+}
+
+fn csv_envelope(header: &[String], line: &str) -> Result<proto::Envelope, String> {
+    let record = csv_record(line)?;
+    let json = super::csv_rows::envelope_json(&super::csv_rows::Row::new(header, &record))?;
+    envelope_from_json(&json)
 }
 
 /// An id for a line that has none: the same line at the same place gives
