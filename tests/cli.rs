@@ -20,6 +20,7 @@ backend_tests!(
     the_simulators_totals_are_the_services,
     replies_discharge_what_is_owed,
     a_csv_import_reports_bad_rows_by_line,
+    a_paced_drill_has_late_answers,
 );
 
 /// One registration per line, each for another person, without periodic
@@ -572,5 +573,101 @@ async fn a_csv_import_reports_bad_rows_by_line(backend: Backend) {
         })
         .collect();
     assert_eq!(names, ["张三", "赵, 六"], "quoted cells keep their commas");
+    server.finish().await;
+}
+
+/// Against a server whose deadlines are two seconds, answers paced with a
+/// long tail arrive partly late, as the simulator expects.
+async fn a_paced_drill_has_late_answers(backend: Backend) {
+    use twoplace::proto;
+    let drill = twoplace::domain::policy::DEFAULT_POLICY
+        .replace(
+            "confirm_registration = \"30d\"",
+            "confirm_registration = \"2s\"",
+        )
+        .replace(
+            "verify_certificate = \"30d\"",
+            "verify_certificate = \"2s\"",
+        )
+        .replace("answer_urgent = \"15d\"", "answer_urgent = \"2s\"")
+        .replace("answer_normal = \"30d\"", "answer_normal = \"2s\"");
+    let server = TestServer::start_opts(
+        &backend,
+        Options {
+            policy: twoplace::domain::Policy::from_toml(&drill).unwrap(),
+            real_clock: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let run = server
+        .cli(ORIGIN)
+        .env_remove("TWOPLACE_AS")
+        .args([
+            "simulate", "--cases", "40", "--seed", "11", "--pace", "300ms",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let expected = &summary["expected"];
+
+    let (mut total, mut on_time, mut late, mut late_answers) = (0u64, 0u64, 0u64, 0u64);
+    for origin in ORIGINS {
+        let mut client = proto::exchange_client::ExchangeClient::new(
+            server
+                .channel_as(
+                    server.pki.office_cert(origin),
+                    server.pki.office_key(origin),
+                )
+                .await
+                .unwrap(),
+        );
+        let owed = client
+            .list_obligations(proto::ListObligationsRequest {
+                role: proto::ObligationRole::Creditor as i32,
+                page_size: 500,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .obligations;
+        for o in owed
+            .iter()
+            .filter(|o| o.kind != proto::ObligationKind::Receipt as i32)
+        {
+            total += 1;
+            match proto::ObligationState::try_from(o.state).unwrap() {
+                proto::ObligationState::FulfilledOnTime => on_time += 1,
+                proto::ObligationState::FulfilledLate => {
+                    late += 1;
+                    if o.kind != proto::ObligationKind::PeriodicFeedback as i32 {
+                        late_answers += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(total, expected["obligations"].as_u64().unwrap());
+    assert!(late_answers > 0, "some answers came late: {expected}");
+    assert!(on_time > 0);
+    // The timing is real: on a loaded machine a few answers near a
+    // deadline may land on the other side of it than planned.
+    let close = |actual: u64, key: &str| {
+        let want = expected[key].as_u64().unwrap();
+        let slack = (want / 5).max(5);
+        assert!(
+            actual.abs_diff(want) <= slack,
+            "{key}: service {actual}, simulator {want}"
+        );
+    };
+    close(on_time, "fulfilled_on_time");
+    close(late, "fulfilled_late");
     server.finish().await;
 }

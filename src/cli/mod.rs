@@ -64,6 +64,15 @@ impl Connect {
             .filter(|o| self.cert.is_none() && !o.starts_with("admin:"))
     }
 
+    /// This connection, or acting as `office` when no identity was given.
+    pub fn or_as(&self, office: &str) -> Connect {
+        if self.as_office.is_none() && self.cert.is_none() {
+            self.acting_as(office)
+        } else {
+            self.clone()
+        }
+    }
+
     /// The same server and PKI, acting as another office.
     pub fn acting_as(&self, office: &str) -> Connect {
         Connect {

@@ -41,6 +41,12 @@ pub struct SimulateArgs {
     /// Messages per request.
     #[arg(long, default_value_t = 200)]
     batch_size: usize,
+    /// For drills: send answers over time, each after a long-tailed delay
+    /// with this median (e.g. 2s, against a server whose policy has
+    /// deadlines of seconds), so some come late. Without it everything is
+    /// sent at once.
+    #[arg(long, value_parser = crate::parse_duration)]
+    pace: Option<std::time::Duration>,
 }
 
 /// Origin counties (六安市) and destination offices, with weights.
@@ -118,10 +124,33 @@ fn date(d: Date) -> Option<proto::Date> {
     })
 }
 
-/// One message of the simulation: who sends it, and the envelope.
+/// One message of the simulation: who sends it, when (after the start),
+/// and the envelope.
 struct Sent {
     sender: String,
+    delay: std::time::Duration,
     envelope: proto::Envelope,
+}
+
+/// When each kind of message goes out in a paced drill: openings at once,
+/// answers after a long-tailed delay, moves and closures after most
+/// answers.
+#[derive(Clone, Copy)]
+enum When {
+    Opening,
+    Answer,
+    Later,
+}
+
+impl Rng {
+    /// A Pareto delay (shape 1.5) with the given median, capped at twenty
+    /// medians: most answers come soon, a few very late.
+    fn long_tail(&mut self, median: std::time::Duration) -> std::time::Duration {
+        let shape = 1.5_f64;
+        let u = ((self.next() >> 11) as f64 / (1u64 << 53) as f64).max(1e-9);
+        let x = (u.powf(-1.0 / shape) - 1.0) / (2f64.powf(1.0 / shape) - 1.0);
+        median.mul_f64(x.min(20.0))
+    }
 }
 
 /// The reconciled totals the service should arrive at (RECEIPT obligations
@@ -155,6 +184,7 @@ fn story(
     seed: u64,
     now: OffsetDateTime,
     periods: u32,
+    pace: Option<std::time::Duration>,
     taken: &mut HashSet<String>,
 ) -> (CaseKey, Vec<Sent>) {
     let mut rng = Rng::new(seed, i as u64);
@@ -211,9 +241,18 @@ fn story(
         origin_office: origin.clone(),
     });
     let mut out = Vec::new();
-    let mut send = |sender: &str, recipient: &str, id: &str, body: Body| {
+    // Delays come from their own stream, so pacing never changes who the
+    // people are or what they send.
+    let mut clock = Rng::new(seed ^ 0x7061_6365, i as u64);
+    let mut send = |sender: &str, recipient: &str, id: &str, when: When, body: Body| {
+        let delay = match (pace, when) {
+            (None, _) | (_, When::Opening) => std::time::Duration::ZERO,
+            (Some(median), When::Answer) => clock.long_tail(median),
+            (Some(median), When::Later) => median * 6,
+        };
         out.push(Sent {
             sender: sender.to_string(),
+            delay,
             envelope: proto::Envelope {
                 message_id: format!("sim{seed}-{i}-{id}"),
                 sender_office: String::new(),
@@ -228,6 +267,7 @@ fn story(
         &origin,
         &destination,
         "reg",
+        When::Opening,
         Body::Registration(proto::Registration {
             person: Some(person.clone()),
             left_on: date(left_on),
@@ -251,6 +291,7 @@ fn story(
             &destination,
             &origin,
             "conf",
+            When::Answer,
             Body::RegistrationConfirmation(proto::RegistrationConfirmation {
                 finding: proto::Finding::Found as i32,
                 observed: Some(observed),
@@ -264,6 +305,7 @@ fn story(
             &origin,
             &destination,
             "cert",
+            When::Opening,
             Body::CertificateIssued(proto::CertificateIssued {
                 certificate_number: number.clone(),
                 issued_on: date(left_on),
@@ -276,6 +318,7 @@ fn story(
                 &destination,
                 &origin,
                 "verify",
+                When::Answer,
                 Body::CertificateVerification(proto::CertificateVerification {
                     certificate_number: number,
                     result: if valid {
@@ -313,6 +356,7 @@ fn story(
                 &destination,
                 &origin,
                 &format!("fb-{period}"),
+                When::Answer,
                 Body::PregnancyCheckFeedback(proto::PregnancyCheckFeedback {
                     period: period.to_string(),
                     result: Some(result),
@@ -331,6 +375,7 @@ fn story(
             &origin,
             &destination,
             "ask",
+            When::Opening,
             Body::VerificationRequest(proto::VerificationRequest {
                 urgency: urgency as i32,
                 question: "请核实现居住地址".into(),
@@ -342,6 +387,7 @@ fn story(
                 &destination,
                 &origin,
                 "answer",
+                When::Answer,
                 Body::VerificationReply(proto::VerificationReply {
                     request_message_id: format!("sim{seed}-{i}-ask"),
                     answer: "地址属实".into(),
@@ -360,6 +406,7 @@ fn story(
             &origin,
             &next,
             "move",
+            When::Later,
             Body::Transfer(proto::Transfer {
                 new_destination_office: next.clone(),
                 moved_on: date(today),
@@ -371,6 +418,7 @@ fn story(
                 &next,
                 &origin,
                 "conf-next",
+                When::Later,
                 Body::RegistrationConfirmation(proto::RegistrationConfirmation {
                     finding: proto::Finding::Found as i32,
                     observed: Some(person.clone()),
@@ -385,6 +433,7 @@ fn story(
             &origin,
             &destination,
             "close",
+            When::Later,
             Body::Closure(proto::Closure {
                 reason: proto::ClosureReason::ReturnedHome as i32,
                 closed_on: date(today),
@@ -397,9 +446,19 @@ fn story(
 
 /// The totals of reconciling every case at `now`, as if all its messages
 /// were accepted at `now`.
-fn expected(cases: &[(CaseKey, Vec<Sent>)], now: OffsetDateTime) -> Result<Expected> {
-    let policy = Policy::default();
+fn expected(
+    cases: &[(CaseKey, Vec<Sent>)],
+    policy: &Policy,
+    now: OffsetDateTime,
+) -> Result<Expected> {
     let mut e = Expected::default();
+    // Judged once everything has been sent.
+    let end = now
+        + cases
+            .iter()
+            .flat_map(|(_, m)| m.iter().map(|m| m.delay))
+            .max()
+            .unwrap_or_default();
     for (key, messages) in cases {
         let recorded: Vec<Recorded> = messages
             .iter()
@@ -409,17 +468,17 @@ fn expected(cases: &[(CaseKey, Vec<Sent>)], now: OffsetDateTime) -> Result<Expec
                     &RegionCode::parse_format(&m.sender)?,
                 )
                 .map_err(|v| anyhow::anyhow!("a simulated message is invalid: {v:?}"))?;
-                Ok(Recorded::new(&message, now))
+                Ok(Recorded::new(&message, now + m.delay))
             })
             .collect::<Result<_>>()?;
-        let r = reconcile(key, &recorded, &policy, now);
+        let r = reconcile(key, &recorded, policy, end);
         for o in &r.obligations {
             e.obligations += 1;
             match o.state {
                 ObligationState::Open => {
                     e.open += 1;
-                    e.overdue += u64::from(o.is_overdue(now));
-                    e.escalated += u64::from(o.is_escalated(now));
+                    e.overdue += u64::from(o.is_overdue(end));
+                    e.escalated += u64::from(o.is_escalated(end));
                 }
                 ObligationState::FulfilledOnTime => e.fulfilled_on_time += 1,
                 ObligationState::FulfilledLate => e.fulfilled_late += 1,
@@ -446,34 +505,71 @@ pub async fn run(connect: &Connect, args: SimulateArgs) -> Result<i32> {
     };
     let mut taken = HashSet::new();
     let cases: Vec<(CaseKey, Vec<Sent>)> = (0..args.cases)
-        .map(|i| story(i, args.seed, now, args.periods, &mut taken))
+        .map(|i| story(i, args.seed, now, args.periods, args.pace, &mut taken))
         .collect();
-    let expected = expected(&cases, now)?;
+    // Against a server, judge by its policy (a drill's deadlines may be
+    // seconds).
+    let policy = match &args.out {
+        Some(_) => Policy::default(),
+        None => {
+            // The simulation acts for every office; reading the policy, as
+            // the first origin unless told otherwise.
+            let offices: Vec<RegionCode> = ORIGINS
+                .iter()
+                .chain(DESTINATIONS.iter())
+                .map(|(o, _)| RegionCode::parse(o).expect("simulated offices are real"))
+                .collect();
+            if let Some(dir) = connect.pki_dir_with_ca() {
+                let added = twoplace::pki::add_offices(&dir, &offices)?;
+                if !added.is_empty() {
+                    eprintln!(
+                        "issued certificates in {} for {} offices",
+                        dir.display(),
+                        added.len()
+                    );
+                }
+            }
+            let toml = connect
+                .or_as(ORIGINS[0].0)
+                .exchange()
+                .await?
+                .get_policy(proto::GetPolicyRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .toml;
+            Policy::from_toml(&toml)?
+        }
+    };
+    let expected = expected(&cases, &policy, now)?;
 
     // What each office sends, in its own order; a few messages twice, and
     // some cases' answers ahead of their questions.
     let mut rng = Rng::new(args.seed, u64::MAX);
-    let mut by_office: BTreeMap<String, Vec<proto::Envelope>> = BTreeMap::new();
+    let mut by_office: BTreeMap<String, Vec<(std::time::Duration, proto::Envelope)>> =
+        BTreeMap::new();
     let mut messages = 0;
     let mut duplicates = 0;
     for (_, story) in &cases {
         for m in story {
             messages += 1;
             let queue = by_office.entry(m.sender.clone()).or_default();
-            queue.push(m.envelope.clone());
+            queue.push((m.delay, m.envelope.clone()));
             if rng.chance(0.02) {
-                queue.push(m.envelope.clone());
+                queue.push((m.delay, m.envelope.clone()));
                 duplicates += 1;
             }
         }
     }
     for queue in by_office.values_mut() {
-        // Local reordering: swap neighbours now and then.
+        // Local reordering: swap neighbours now and then; a paced drill
+        // then sends in the order of the delays.
         for i in 1..queue.len() {
             if rng.chance(0.1) {
                 queue.swap(i - 1, i);
             }
         }
+        queue.sort_by_key(|(delay, _)| *delay);
     }
     let summary = Summary {
         cases: cases.len(),
@@ -492,7 +588,7 @@ pub async fn run(connect: &Connect, args: SimulateArgs) -> Result<i32> {
             for (office, queue) in &by_office {
                 let path = dir.join(format!("{office}.jsonl"));
                 let mut text = String::new();
-                for env in queue {
+                for (_, env) in queue {
                     text.push_str(&to_json("twoplace.v1.Envelope", env));
                     text.push('\n');
                 }
@@ -515,23 +611,9 @@ pub async fn run(connect: &Connect, args: SimulateArgs) -> Result<i32> {
 /// One client per office, all at once.
 async fn send_all(
     connect: &Connect,
-    by_office: BTreeMap<String, Vec<proto::Envelope>>,
+    by_office: BTreeMap<String, Vec<(std::time::Duration, proto::Envelope)>>,
     batch_size: usize,
 ) -> Result<()> {
-    let offices: Vec<RegionCode> = by_office
-        .keys()
-        .map(|o| RegionCode::parse(o).expect("simulated offices are real"))
-        .collect();
-    if let Some(dir) = connect.pki_dir_with_ca() {
-        let added = twoplace::pki::add_offices(&dir, &offices)?;
-        if !added.is_empty() {
-            eprintln!(
-                "issued certificates in {} for {} more offices",
-                dir.display(),
-                added.len()
-            );
-        }
-    }
     let started = std::time::Instant::now();
     let mut tasks = Vec::new();
     for (office, queue) in by_office {
@@ -539,10 +621,23 @@ async fn send_all(
         tasks.push(tokio::spawn(async move {
             let mut client = connect.exchange().await?;
             let mut rejected = 0usize;
-            for chunk in queue.chunks(batch_size.clamp(1, 1000)) {
+            let mut rest = queue.as_slice();
+            while let Some((first_delay, _)) = rest.first() {
+                // Wait for the next message's time, then send what is due.
+                tokio::time::sleep_until(tokio::time::Instant::from_std(started) + *first_delay)
+                    .await;
+                let due = started.elapsed();
+                let n = rest
+                    .iter()
+                    .take(batch_size.clamp(1, 1000))
+                    .take_while(|(delay, _)| *delay <= due)
+                    .count()
+                    .max(1);
+                let (chunk, later) = rest.split_at(n);
+                rest = later;
                 let outcomes = client
                     .publish(proto::PublishRequest {
-                        messages: chunk.to_vec(),
+                        messages: chunk.iter().map(|(_, e)| e.clone()).collect(),
                     })
                     .await
                     .map_err(status_error)?

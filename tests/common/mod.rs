@@ -84,6 +84,8 @@ pub struct Options {
     /// The exchange tests keep the sweeper out of their inboxes.
     pub sweep_interval: Duration,
     pub policy: Policy,
+    /// The system clock instead of the test clock (for paced drills).
+    pub real_clock: bool,
 }
 
 impl Default for Options {
@@ -92,6 +94,7 @@ impl Default for Options {
             heartbeat: Duration::from_millis(200),
             sweep_interval: Duration::from_secs(3600),
             policy: Policy::default(),
+            real_clock: false,
         }
     }
 }
@@ -174,10 +177,15 @@ impl TestServer {
             heartbeat: opts.heartbeat,
             sweep_interval: opts.sweep_interval,
         };
+        let server_clock: Arc<dyn twoplace::clock::Clock> = if opts.real_clock {
+            Arc::new(twoplace::clock::SystemClock)
+        } else {
+            clock.clone()
+        };
         let task = tokio::spawn(server::serve(
             listener,
             store,
-            clock.clone(),
+            server_clock,
             options,
             async {
                 let _ = stopped.await;
