@@ -211,13 +211,13 @@ pub async fn run(connect: &Connect, args: PublishArgs) -> Result<i32> {
             journal.offset = offset;
             journal.line = line_no;
             save(&journal_path, &journal)?;
-            progress.show(offset, &journal, false);
+            progress.show(offset, line_no, &journal, false);
         }
         if at_end {
             break;
         }
     }
-    progress.show(offset, &journal, true);
+    progress.show(offset, line_no, &journal, true);
     let _ = fs::remove_file(&journal_path);
     if journal.rejected > 0 {
         eprintln!("rejected lines are listed in {}", report_path.display());
@@ -356,7 +356,7 @@ impl Progress {
         }
     }
 
-    fn show(&mut self, offset: u64, j: &Journal, done: bool) {
+    fn show(&mut self, offset: u64, line: u64, j: &Journal, done: bool) {
         let every = if self.tty {
             Duration::from_millis(100)
         } else {
@@ -378,7 +378,7 @@ impl Progress {
         let pct = (offset * 100).checked_div(self.total).unwrap_or(100);
         let line = format!(
             "{pct:>3}%  line {}  {:.0} lines/s  ETA {}:{:02}  accepted {}  duplicates {}  rejected {}",
-            j.line,
+            line,
             (sent as f64 / secs),
             eta / 60,
             eta % 60,

@@ -155,7 +155,7 @@ impl Rng {
 
 /// The reconciled totals the service should arrive at (RECEIPT obligations
 /// aside: they depend on when offices acknowledge).
-#[derive(Serialize, Default, Debug, PartialEq, Eq)]
+#[derive(Serialize, Default, Debug, PartialEq)]
 pub struct Expected {
     pub obligations: u64,
     pub open: u64,
@@ -166,6 +166,8 @@ pub struct Expected {
     pub cancelled: u64,
     pub open_discrepancies: u64,
     pub orphans: u64,
+    /// Answers given on time, of those given or overdue.
+    pub on_time_rate: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -492,6 +494,9 @@ fn expected(
             .count() as u64;
         e.orphans += r.orphans.len() as u64;
     }
+    let answered_or_due = e.fulfilled_on_time + e.fulfilled_late + e.overdue;
+    e.on_time_rate =
+        (answered_or_due > 0).then(|| e.fulfilled_on_time as f64 / answered_or_due as f64);
     Ok(e)
 }
 
