@@ -21,6 +21,7 @@ backend_tests!(
     a_new_period_opens_its_feedback_obligation,
     two_servers_remind_exactly_once,
     the_policy_is_readable,
+    obligations_are_filtered_as_asked,
 );
 
 /// The sweeper runs every 50 ms here.
@@ -601,5 +602,119 @@ async fn the_policy_is_readable(backend: Backend) {
     assert_eq!(policy.feedback_due_day, 20);
     assert_eq!(policy.deadlines["answer_urgent"], "15d");
     assert!(policy.toml.contains("answer_certificate_mismatch = \"7d\""));
+    server.finish().await;
+}
+
+async fn obligations_are_filtered_as_asked(backend: Backend) {
+    let server = start(&backend).await;
+    let mut origin = server.office(ORIGIN).await;
+    let a = zhang();
+    let b = resident("34150219850615012");
+    publish(
+        &mut origin,
+        vec![
+            plain_registration("reg-a", DESTINATION, &a),
+            request("ask-a", DESTINATION, &a, proto::Urgency::Urgent),
+            plain_registration("reg-b", NEXT_DESTINATION, &b),
+        ],
+    )
+    .await;
+    let list = |req: proto::ListObligationsRequest| {
+        let server = &server;
+        async move {
+            let mut client = server.office(ORIGIN).await;
+            let mut keys: Vec<String> = client
+                .list_obligations(proto::ListObligationsRequest {
+                    role: proto::ObligationRole::Creditor as i32,
+                    page_size: 100,
+                    ..req
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .obligations
+                .into_iter()
+                .map(|o| o.key)
+                .filter(|k| !k.starts_with("RECEIPT"))
+                .collect();
+            keys.sort();
+            keys
+        }
+    };
+    assert_eq!(
+        list(proto::ListObligationsRequest {
+            kind: proto::ObligationKind::AnswerRequest as i32,
+            ..Default::default()
+        })
+        .await,
+        ["ANSWER_REQUEST:341502:ask-a"]
+    );
+    assert_eq!(
+        list(proto::ListObligationsRequest {
+            counterpart_office: NEXT_DESTINATION.into(),
+            ..Default::default()
+        })
+        .await,
+        ["CONFIRM_REGISTRATION:440306"]
+    );
+    // The urgent answer is due before the confirmations.
+    let ask_due = time::OffsetDateTime::from_unix_timestamp(NOW.unix_timestamp()).unwrap()
+        + time::Duration::days(20);
+    assert_eq!(
+        list(proto::ListObligationsRequest {
+            due_before: Some(prost_types::Timestamp {
+                seconds: ask_due.unix_timestamp(),
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await,
+        ["ANSWER_REQUEST:341502:ask-a"]
+    );
+    assert_eq!(
+        list(proto::ListObligationsRequest {
+            due_after: Some(prost_types::Timestamp {
+                seconds: ask_due.unix_timestamp(),
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await,
+        ["CONFIRM_REGISTRATION:310112", "CONFIRM_REGISTRATION:440306"]
+    );
+    // Answered, it leaves the open ones and joins the fulfilled.
+    publish(
+        &mut server.office(DESTINATION).await,
+        vec![reply("ans", ORIGIN, &a, "ask-a")],
+    )
+    .await;
+    let open = list(proto::ListObligationsRequest {
+        state: proto::ObligationState::Open as i32,
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        !open.contains(&"ANSWER_REQUEST:341502:ask-a".to_string()),
+        "{open:?}"
+    );
+    assert_eq!(
+        list(proto::ListObligationsRequest {
+            state: proto::ObligationState::FulfilledOnTime as i32,
+            ..Default::default()
+        })
+        .await,
+        ["ANSWER_REQUEST:341502:ask-a"]
+    );
+    let err = server
+        .office(ORIGIN)
+        .await
+        .list_obligations(proto::ListObligationsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        tonic::Code::InvalidArgument,
+        "a role is required"
+    );
     server.finish().await;
 }
