@@ -8,6 +8,7 @@
 pub mod api;
 pub mod clock;
 pub mod domain;
+pub mod metrics;
 pub mod pki;
 pub mod server;
 pub mod store;

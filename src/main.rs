@@ -99,6 +99,15 @@ struct ServeArgs {
     #[arg(long, env = "TWOPLACE_LISTEN", default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
 
+    /// Where /metrics (Prometheus), /readyz and /healthz are served over
+    /// plain HTTP, or `off`.
+    #[arg(
+        long,
+        env = "TWOPLACE_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    metrics_listen: String,
+
     /// Directory for the embedded database and the development PKI.
     #[arg(long, env = "TWOPLACE_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
@@ -343,11 +352,25 @@ async fn serve(args: ServeArgs) -> Result<()> {
         database = %store::redact_url(&url),
         "twoplace is serving (mTLS)"
     );
+    let metrics = match args.metrics_listen.as_str() {
+        "off" => None,
+        address => {
+            let address: SocketAddr = address
+                .parse()
+                .with_context(|| format!("--metrics-listen {address}: give HOST:PORT or off"))?;
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("listening for metrics on {address}"))?;
+            tracing::info!(listen = %address, "metrics at /metrics, readiness at /readyz");
+            Some(listener)
+        }
+    };
     let options = ServerOptions {
         tls,
         policy,
         heartbeat: args.heartbeat,
         sweep_interval: args.sweep_interval,
+        metrics,
     };
     server::serve(
         listener,

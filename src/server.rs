@@ -17,6 +17,7 @@ use crate::api::ExchangeService;
 use crate::api::admin::AdminService;
 use crate::clock::Clock;
 use crate::domain::Policy;
+use crate::metrics::{Metrics, RpcLayer};
 use crate::proto;
 use crate::proto::admin_server::AdminServer;
 use crate::proto::exchange_server::ExchangeServer;
@@ -52,6 +53,8 @@ pub struct ServerOptions {
     pub heartbeat: Duration,
     /// How often the sweeper looks for new periods and due reminders.
     pub sweep_interval: Duration,
+    /// Where `/metrics`, `/readyz` and `/healthz` are served over HTTP.
+    pub metrics: Option<TcpListener>,
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, ServeError> {
@@ -79,6 +82,24 @@ pub async fn serve(
     let (stopping_tx, stopping) = watch::channel(false);
     let policy = Arc::new(options.policy);
     let feed = Arc::new(watch::channel(0).0);
+    let metrics = Arc::new(Metrics::new());
+    if let Some(listener) = options.metrics {
+        let mut stop = stopping.clone();
+        let http = crate::metrics::serve(
+            listener,
+            metrics.clone(),
+            store.clone(),
+            clock.clone(),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        );
+        tokio::spawn(async move {
+            if let Err(e) = http.await {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        });
+    }
     let exchange = ExchangeService::new(
         store.clone(),
         clock.clone(),
@@ -86,7 +107,8 @@ pub async fn serve(
         feed.clone(),
         options.heartbeat,
         stopping.clone(),
-    );
+    )
+    .with_metrics(metrics.clone());
     let admin = AdminService::new(store.clone(), clock.clone());
     tokio::spawn(sweep(
         store.clone(),
@@ -95,6 +117,7 @@ pub async fn serve(
         feed,
         options.sweep_interval,
         stopping.clone(),
+        metrics.clone(),
     ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -130,6 +153,7 @@ pub async fn serve(
         .tls_config(tls)
         .map_err(ServeError::Tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(RpcLayer(metrics))
         .trace_fn(|req| {
             tracing::info_span!(
                 "rpc",
@@ -161,6 +185,7 @@ async fn sweep(
     feed: Arc<watch::Sender<u64>>,
     interval: Duration,
     mut stopping: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
 ) {
     let mut busy = false;
     loop {
@@ -180,6 +205,7 @@ async fn sweep(
             .await;
         busy = match report {
             Ok(r) => {
+                metrics.swept();
                 let reminders = r.overdue_reminders + r.escalation_reminders;
                 if reminders > 0 {
                     feed.send_modify(|n| *n = n.wrapping_add(1));

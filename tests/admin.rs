@@ -12,7 +12,8 @@ use twoplace::proto::{self, admin_client::AdminClient, envelope::Body};
 
 backend_tests!(
     the_backlog_adds_up_as_computed_by_hand,
-    administrators_see_only_their_region_masked
+    administrators_see_only_their_region_masked,
+    metrics_count_what_happened_without_personal_data,
 );
 
 const HUOQIU: &str = "341522"; // 六安市霍邱县
@@ -236,5 +237,74 @@ async fn administrators_see_only_their_region_masked(backend: Backend) {
         assert_eq!(name, "张*");
         assert!(o.days_overdue >= 9);
     }
+    server.finish().await;
+}
+
+async fn metrics_count_what_happened_without_personal_data(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let mut jinan = server.office(ORIGIN).await;
+    let a = zhang();
+    sent(&mut jinan, plain_registration("reg-a", &a, ORIGIN)).await;
+    publish(&mut jinan, vec![plain_registration("reg-a", &a, ORIGIN)]).await;
+    let stranger = server
+        .office(STRANGER)
+        .await
+        .get_case(proto::GetCaseRequest {
+            resident_id: a.clone(),
+            origin_office: String::new(),
+            purpose: "curious".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stranger.code(), Code::NotFound);
+
+    let (status, text) = server.http_get("/metrics").await;
+    assert_eq!(status, 200);
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert_eq!(
+        value("twoplace_rpc_requests_total{method=\"/twoplace.v1.Exchange/Publish\",code=\"OK\"}"),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "twoplace_rpc_errors_total{method=\"/twoplace.v1.Exchange/GetCase\",code=\"NOT_FOUND\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value("twoplace_published_messages_total{kind=\"REGISTRATION\",outcome=\"ACCEPTED\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("twoplace_published_messages_total{kind=\"REGISTRATION\",outcome=\"DUPLICATE\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("twoplace_rpc_duration_seconds_count{method=\"/twoplace.v1.Exchange/Publish\"}"),
+        2.0
+    );
+    // The registration's confirmation and its receipt are owed.
+    assert_eq!(value("twoplace_obligations_open"), 2.0);
+    assert_eq!(value("twoplace_db_up"), 1.0);
+    assert!(value("twoplace_db_pool_connections") >= 1.0);
+    // Every sample parses; no ID, no name.
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let number = line.rsplit(' ').next().unwrap();
+        assert!(number.parse::<f64>().is_ok(), "{line}");
+    }
+    assert!(!text.contains(&a[..14]) && !text.contains("张"), "{text}");
+
+    assert_eq!(server.http_get("/readyz").await.0, 200);
+    assert_eq!(server.http_get("/healthz").await.0, 200);
     server.finish().await;
 }

@@ -43,6 +43,7 @@ pub struct ExchangeService {
     heartbeat: Duration,
     /// Turns true when the server begins to shut down: live feeds end.
     stopping: watch::Receiver<bool>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl ExchangeService {
@@ -63,7 +64,14 @@ impl ExchangeService {
             feed,
             heartbeat,
             stopping,
+            metrics: None,
         }
+    }
+
+    /// Counts publish outcomes by kind in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     async fn publish_batch(
@@ -83,6 +91,7 @@ impl ExchangeService {
             ));
         }
         let now = self.clock.now();
+        let kinds: Vec<&'static str> = messages.iter().map(wire_kind).collect();
         let mut outcomes = vec![proto::PublishOutcome::default(); messages.len()];
         let mut candidates = Vec::new();
         let mut positions = Vec::new();
@@ -142,6 +151,16 @@ impl ExchangeService {
         }
         if accepted > 0 {
             self.feed.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        if let Some(metrics) = &self.metrics {
+            for (kind, o) in kinds.iter().zip(&outcomes) {
+                let outcome = match proto::PublishStatus::try_from(o.status) {
+                    Ok(proto::PublishStatus::Accepted) => "ACCEPTED",
+                    Ok(proto::PublishStatus::Duplicate) => "DUPLICATE",
+                    _ => "REJECTED",
+                };
+                metrics.published(kind, outcome);
+            }
         }
         let rejected = outcomes
             .iter()
@@ -553,6 +572,26 @@ impl ExchangeService {
             accept_bad_check_digits: self.policy.accept_bad_check_digits,
             accept_unknown_regions: self.policy.accept_unknown_regions,
         }
+    }
+}
+
+/// The kind of an envelope's body, from the fixed set of kinds.
+pub fn wire_kind(env: &proto::Envelope) -> &'static str {
+    use proto::envelope::Body as B;
+    match &env.body {
+        Some(B::Registration(_)) => "REGISTRATION",
+        Some(B::RegistrationConfirmation(_)) => "REGISTRATION_CONFIRMATION",
+        Some(B::CertificateIssued(_)) => "CERTIFICATE_ISSUED",
+        Some(B::CertificateVerification(_)) => "CERTIFICATE_VERIFICATION",
+        Some(B::PregnancyCheckFeedback(_)) => "PREGNANCY_CHECK_FEEDBACK",
+        Some(B::VerificationRequest(_)) => "VERIFICATION_REQUEST",
+        Some(B::VerificationReply(_)) => "VERIFICATION_REPLY",
+        Some(B::Transfer(_)) => "TRANSFER",
+        Some(B::Closure(_)) => "CLOSURE",
+        Some(B::Reminder(_)) => "REMINDER",
+        Some(B::Void(_)) => "VOID",
+        Some(B::Correction(_)) => "CORRECTION",
+        None => "NONE",
     }
 }
 

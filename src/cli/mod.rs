@@ -216,22 +216,4 @@ pub fn local_time(t: Option<&prost_types::Timestamp>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// The kind of an envelope's body, as the exchange names it.
-pub fn kind_of(env: &proto::Envelope) -> &'static str {
-    use proto::envelope::Body;
-    match &env.body {
-        Some(Body::Registration(_)) => "REGISTRATION",
-        Some(Body::RegistrationConfirmation(_)) => "REGISTRATION_CONFIRMATION",
-        Some(Body::CertificateIssued(_)) => "CERTIFICATE_ISSUED",
-        Some(Body::CertificateVerification(_)) => "CERTIFICATE_VERIFICATION",
-        Some(Body::PregnancyCheckFeedback(_)) => "PREGNANCY_CHECK_FEEDBACK",
-        Some(Body::VerificationRequest(_)) => "VERIFICATION_REQUEST",
-        Some(Body::VerificationReply(_)) => "VERIFICATION_REPLY",
-        Some(Body::Transfer(_)) => "TRANSFER",
-        Some(Body::Closure(_)) => "CLOSURE",
-        Some(Body::Reminder(_)) => "REMINDER",
-        Some(Body::Void(_)) => "VOID",
-        Some(Body::Correction(_)) => "CORRECTION",
-        None => "-",
-    }
-}
+pub use twoplace::api::exchange::wire_kind as kind_of;

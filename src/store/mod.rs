@@ -288,6 +288,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Open obligations, and those of them past due at `now`.
+    async fn open_obligations(&self, now: OffsetDateTime) -> Result<(i64, i64), StoreError>;
+
+    /// Connections open and idle in the pool.
+    fn pool_use(&self) -> (u32, u32);
 }
 
 /// Connects to the database the URL names (`sqlite:…` or `postgres://…`),

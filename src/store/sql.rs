@@ -1091,6 +1091,26 @@ macro_rules! sql_store {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
             }
+
+            async fn open_obligations(
+                &self,
+                now: time::OffsetDateTime,
+            ) -> Result<(i64, i64), $crate::store::StoreError> {
+                use sqlx::Row as _;
+                let row = sqlx::query(
+                    "SELECT CAST(COUNT(*) AS BIGINT) AS open, \
+                     CAST(COALESCE(SUM(CASE WHEN due_us < $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS overdue \
+                     FROM obligations WHERE state = 'OPEN'",
+                )
+                .bind($crate::store::to_us(now))
+                .fetch_one(&self.pool)
+                .await?;
+                Ok((row.try_get("open")?, row.try_get("overdue")?))
+            }
+
+            fn pool_use(&self) -> (u32, u32) {
+                (self.pool.size(), self.pool.num_idle() as u32)
+            }
         }
     };
 }

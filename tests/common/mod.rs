@@ -65,6 +65,8 @@ impl Backend {
 
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
+    /// Where /metrics and /readyz are served.
+    pub metrics_addr: std::net::SocketAddr,
     pub pki: DevPki,
     pub clock: Arc<ManualClock>,
     url: String,
@@ -166,6 +168,8 @@ impl TestServer {
         let store = twoplace::store::connect(url).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics_addr = metrics.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let options = ServerOptions {
             tls: TlsFiles {
@@ -176,6 +180,7 @@ impl TestServer {
             policy: opts.policy.clone(),
             heartbeat: opts.heartbeat,
             sweep_interval: opts.sweep_interval,
+            metrics: Some(metrics),
         };
         let server_clock: Arc<dyn twoplace::clock::Clock> = if opts.real_clock {
             Arc::new(twoplace::clock::SystemClock)
@@ -193,6 +198,7 @@ impl TestServer {
         ));
         TestServer {
             addr,
+            metrics_addr,
             pki,
             clock,
             url: url.to_string(),
@@ -213,6 +219,29 @@ impl TestServer {
             .env("TWOPLACE_PKI_DIR", &self.pki.dir)
             .env("TWOPLACE_AS", office);
         command
+    }
+
+    /// A plain HTTP GET on the metrics listener: (status, body).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
+            .await
+            .unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string();
+        (status, body)
     }
 
     /// The database the server uses.
