@@ -551,18 +551,13 @@ impl ExchangeService {
     }
 
     fn policy(&self) -> proto::Policy {
-        let d = &self.policy.deadlines;
-        let deadlines = [
-            ("confirm_registration", d.confirm_registration),
-            ("verify_certificate", d.verify_certificate),
-            ("answer_urgent", d.answer_urgent),
-            ("answer_normal", d.answer_normal),
-            ("answer_certificate_mismatch", d.answer_certificate_mismatch),
-            ("receipt", d.receipt),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let deadlines = self
+            .policy
+            .deadlines
+            .named()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         proto::Policy {
             toml: self.policy.source.clone(),
             period: format!("{:?}", self.policy.period).to_lowercase(),

@@ -141,6 +141,21 @@ pub struct Deadlines {
 }
 
 impl Deadlines {
+    /// Each default deadline with its name in the policy file.
+    pub fn named(&self) -> [(&'static str, Deadline); 6] {
+        [
+            ("confirm_registration", self.confirm_registration),
+            ("verify_certificate", self.verify_certificate),
+            ("answer_urgent", self.answer_urgent),
+            ("answer_normal", self.answer_normal),
+            (
+                "answer_certificate_mismatch",
+                self.answer_certificate_mismatch,
+            ),
+            ("receipt", self.receipt),
+        ]
+    }
+
     fn get(&self, kind: DeadlineKind) -> Deadline {
         match kind {
             DeadlineKind::ConfirmRegistration => self.confirm_registration,
