@@ -28,7 +28,7 @@ const BUCKETS: [f64; 12] = [
 ];
 
 /// Every RPC the server answers; anything else is counted as `unknown`.
-const METHODS: [&str; 13] = [
+const METHODS: [&str; 14] = [
     "/twoplace.v1.Exchange/Publish",
     "/twoplace.v1.Exchange/Inbox",
     "/twoplace.v1.Exchange/Subscribe",
@@ -39,6 +39,7 @@ const METHODS: [&str; 13] = [
     "/twoplace.v1.Exchange/GetPolicy",
     "/twoplace.v1.Admin/Backlog",
     "/twoplace.v1.Admin/ListOverdue",
+    "/twoplace.v1.Admin/Trend",
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",

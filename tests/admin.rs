@@ -14,6 +14,7 @@ backend_tests!(
     the_backlog_adds_up_as_computed_by_hand,
     administrators_see_only_their_region_masked,
     metrics_count_what_happened_without_personal_data,
+    a_trend_shows_each_day,
 );
 
 const HUOQIU: &str = "341522"; // 六安市霍邱县
@@ -306,5 +307,108 @@ async fn metrics_count_what_happened_without_personal_data(backend: Backend) {
 
     assert_eq!(server.http_get("/readyz").await.0, 200);
     assert_eq!(server.http_get("/healthz").await.0, 200);
+    server.finish().await;
+}
+
+async fn a_trend_shows_each_day(backend: Backend) {
+    use time::macros::datetime;
+    let server = TestServer::start(&backend).await;
+    let mut jinan = server.office(ORIGIN).await;
+    let mut minhang = server.office(DESTINATION).await;
+    let a = zhang();
+    // 2024-03-01 noon: a registration and an urgent question (due after
+    // 03-16, i.e. at 03-17 00:00); the receipts are acknowledged at once.
+    sent(&mut jinan, plain_registration("reg-a", &a, ORIGIN)).await;
+    let ask = envelope(
+        "ask",
+        DESTINATION,
+        &a,
+        Body::VerificationRequest(proto::VerificationRequest {
+            urgency: proto::Urgency::Urgent as i32,
+            question: "?".into(),
+            certificate_mismatch: false,
+        }),
+    );
+    sent(&mut jinan, ask).await;
+    let last = inbox_all(&mut minhang).await.pop().unwrap().cursor;
+    minhang
+        .acknowledge(proto::AcknowledgeRequest {
+            up_to_cursor: last,
+            messages: vec![],
+        })
+        .await
+        .unwrap();
+    // 03-21 noon: answered, late.
+    server.clock.advance(time::Duration::days(20));
+    let answer = envelope(
+        "ans",
+        ORIGIN,
+        &a,
+        Body::VerificationReply(proto::VerificationReply {
+            request_message_id: "ask".into(),
+            answer: "属实".into(),
+        }),
+    );
+    sent(&mut minhang, answer).await;
+    // 04-10 noon: the confirmation (due 04-01 00:00) is overdue.
+    server.clock.advance(time::Duration::days(20));
+
+    let trend = admin(&server)
+        .await
+        .trend(proto::TrendRequest {
+            region: ORIGIN.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(trend.points.len(), 30);
+    let day = |start: time::OffsetDateTime| {
+        let p = trend
+            .points
+            .iter()
+            .find(|p| p.start.unwrap().seconds == start.unix_timestamp())
+            .unwrap_or_else(|| panic!("no bucket at {start}"));
+        p.as_creditor.unwrap()
+    };
+    let before = day(datetime!(2024-03-16 00:00 +8));
+    assert_eq!(
+        (before.open, before.overdue),
+        (2, 0),
+        "both open, neither due yet"
+    );
+    let due = day(datetime!(2024-03-17 00:00 +8));
+    assert_eq!((due.open, due.overdue), (2, 1));
+    assert_eq!(
+        due.on_time_rate,
+        Some(0.0),
+        "fell due that day, not answered"
+    );
+    let answered = day(datetime!(2024-03-21 00:00 +8));
+    assert_eq!((answered.open, answered.overdue), (1, 0));
+    let confirmation = day(datetime!(2024-04-01 00:00 +8));
+    assert_eq!((confirmation.open, confirmation.overdue), (1, 1));
+    assert_eq!(
+        trend.points.last().unwrap().start.unwrap().seconds,
+        datetime!(2024-04-10 00:00 +8).unix_timestamp(),
+        "the last bucket holds now"
+    );
+
+    let weeks = admin(&server)
+        .await
+        .trend(proto::TrendRequest {
+            region: ORIGIN.into(),
+            bucket: proto::TrendBucket::Week as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(weeks.points.len(), 26);
+    // 2024-04-08 was a Monday.
+    assert_eq!(
+        weeks.points.last().unwrap().start.unwrap().seconds,
+        datetime!(2024-04-08 00:00 +8).unix_timestamp()
+    );
     server.finish().await;
 }

@@ -187,8 +187,97 @@ impl AdminService {
     }
 }
 
+/// At most this many points per trend.
+const MAX_BUCKETS: i64 = 400;
+
+impl AdminService {
+    async fn trend_of(
+        &self,
+        request: Request<proto::TrendRequest>,
+    ) -> Result<proto::TrendResponse, ApiError> {
+        let region = region(&request, &request.get_ref().region)?;
+        let req = request.into_inner();
+        let (step, default_count) = match proto::TrendBucket::try_from(req.bucket) {
+            Ok(proto::TrendBucket::Week) => (time::Duration::weeks(1), 26),
+            Ok(_) => (time::Duration::days(1), 30),
+            Err(_) => {
+                return Err(ApiError::invalid_field(
+                    "bucket",
+                    "INVALID_ENUM",
+                    "not a TrendBucket",
+                ));
+            }
+        };
+        let now = self.clock.now();
+        // Buckets begin at midnight in Shanghai (weeks on Monday), the last
+        // one containing `end`.
+        let end = time(req.end, "end")?.unwrap_or(now);
+        let mut last = crate::domain::policy::midnight_after(
+            crate::domain::today(end)
+                .previous_day()
+                .unwrap_or(crate::domain::today(end)),
+        );
+        if step == time::Duration::weeks(1) {
+            let back = last
+                .to_offset(crate::domain::SHANGHAI)
+                .weekday()
+                .number_days_from_monday();
+            last -= time::Duration::days(i64::from(back));
+        }
+        let start = time(req.start, "start")?.unwrap_or(last - step * (default_count - 1));
+        let count = ((last - start).whole_seconds() / step.whole_seconds()).max(0) + 1;
+        if count > MAX_BUCKETS {
+            return Err(ApiError::invalid_field(
+                "start",
+                "TOO_MANY_BUCKETS",
+                format!("at most {MAX_BUCKETS} days or weeks per trend"),
+            ));
+        }
+        let buckets: Vec<(time::OffsetDateTime, time::OffsetDateTime)> = (0..count)
+            .map(|i| {
+                let b = last - step * (count - 1 - i) as i32;
+                (b, b + step)
+            })
+            .collect();
+        let (from, to) = (buckets[0].0, buckets[buckets.len() - 1].1);
+        let us: Vec<(i64, i64)> = buckets
+            .iter()
+            .map(|(a, b)| (to_us(*a), to_us(*b)))
+            .collect();
+        let debtor = self
+            .store
+            .trend_spans(region.as_str(), Side::Debtor, from, to)
+            .await?;
+        let creditor = self
+            .store
+            .trend_spans(region.as_str(), Side::Creditor, from, to)
+            .await?;
+        let debtor = crate::domain::kpi::trend(&debtor, &us);
+        let creditor = crate::domain::kpi::trend(&creditor, &us);
+        Ok(proto::TrendResponse {
+            points: buckets
+                .iter()
+                .zip(debtor.iter().zip(&creditor))
+                .map(|((a, b), (d, c))| proto::TrendPoint {
+                    start: Some(encode::timestamp(*a)),
+                    end: Some(encode::timestamp(*b)),
+                    as_debtor: Some(kpis(d.kpis())),
+                    as_creditor: Some(kpis(c.kpis())),
+                })
+                .collect(),
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl Admin for AdminService {
+    async fn trend(
+        &self,
+        request: Request<proto::TrendRequest>,
+    ) -> Result<Response<proto::TrendResponse>, Status> {
+        Ok(Response::new(self.trend_of(request).await?))
+    }
+
     async fn backlog(
         &self,
         request: Request<proto::BacklogRequest>,

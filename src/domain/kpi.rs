@@ -72,6 +72,62 @@ impl SideStats {
     }
 }
 
+/// One obligation as a trend sees it: times in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub receipt: bool,
+    pub periodic: bool,
+    pub opened_us: i64,
+    pub due_us: i64,
+    pub escalates_us: i64,
+    /// When it was answered or cancelled; None while open.
+    pub closed_us: Option<i64>,
+    pub on_time: bool,
+    /// Answered (not cancelled).
+    pub given: bool,
+}
+
+/// The KPIs of each bucket `[start, end)`: what was open, overdue and
+/// escalated at its end, and the rates of what fell due within it.
+pub fn trend(spans: &[Span], buckets: &[(i64, i64)]) -> Vec<SideStats> {
+    buckets
+        .iter()
+        .map(|&(start, end)| {
+            let mut s = SideStats::default();
+            for o in spans {
+                // At the instant `end`: opened before it, not closed by it.
+                let open_at_end = o.opened_us < end && o.closed_us.is_none_or(|c| c >= end);
+                if open_at_end {
+                    s.open += 1;
+                    s.overdue += i64::from(o.due_us < end);
+                    s.escalated += i64::from(o.escalates_us < end);
+                }
+                if o.due_us < start || o.due_us >= end {
+                    continue;
+                }
+                if o.receipt {
+                    s.receipts_due += 1;
+                    s.receipts_on_time += i64::from(o.on_time);
+                    continue;
+                }
+                if o.periodic {
+                    s.feedback_due += 1;
+                    s.feedback_given += i64::from(o.given && o.closed_us.is_some_and(|c| c < end));
+                }
+                let answered_by_end = o.given && o.closed_us.is_some_and(|c| c < end);
+                if answered_by_end || o.closed_us.is_none_or(|c| c >= end) {
+                    s.answers_due += 1;
+                    s.answers_on_time += i64::from(answered_by_end && o.on_time);
+                }
+                if let (true, Some(c)) = (answered_by_end, o.closed_us) {
+                    s.reply_seconds.push(((c - o.opened_us) / 1_000_000).max(0));
+                }
+            }
+            s
+        })
+        .collect()
+}
+
 fn rate(part: i64, whole: i64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
@@ -112,6 +168,41 @@ mod tests {
             (empty.receipt_rate, empty.median_reply_seconds),
             (None, None)
         );
+    }
+
+    #[test]
+    fn a_trend_follows_the_buckets() {
+        const DAY: i64 = 86_400_000_000;
+        const NOON: i64 = DAY / 2;
+        // Opened on day 0, due day 2, answered late on day 3.
+        let late = Span {
+            receipt: false,
+            periodic: false,
+            opened_us: NOON,
+            due_us: 2 * DAY + NOON,
+            escalates_us: 4 * DAY + NOON,
+            closed_us: Some(3 * DAY + NOON),
+            on_time: false,
+            given: true,
+        };
+        // Opened on day 1, due day 2, never answered.
+        let never = Span {
+            opened_us: DAY + NOON,
+            closed_us: None,
+            given: false,
+            ..late
+        };
+        let days: Vec<(i64, i64)> = (0..5).map(|d| (d * DAY, (d + 1) * DAY)).collect();
+        let t = trend(&[late, never], &days);
+        let open: Vec<i64> = t.iter().map(|s| s.open).collect();
+        let overdue: Vec<i64> = t.iter().map(|s| s.overdue).collect();
+        let escalated: Vec<i64> = t.iter().map(|s| s.escalated).collect();
+        assert_eq!(open, [1, 2, 2, 1, 1]);
+        assert_eq!(overdue, [0, 0, 2, 1, 1]);
+        assert_eq!(escalated, [0, 0, 0, 0, 1]);
+        // Both fell due on day 2; by its end neither was answered.
+        assert_eq!((t[2].answers_due, t[2].answers_on_time), (2, 0));
+        assert_eq!(t[3].answers_due, 0, "nothing fell due on day 3");
     }
 
     #[test]

@@ -266,6 +266,16 @@ pub trait Store: Send + Sync + 'static {
         query: &BacklogQuery,
     ) -> Result<std::collections::BTreeMap<(String, Side), SideStats>, StoreError>;
 
+    /// The obligations of the region's offices on one side that were open
+    /// at some time in `[from, to)`, for trends.
+    async fn trend_spans(
+        &self,
+        prefix: &str,
+        side: Side,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<crate::domain::kpi::Span>, StoreError>;
+
     /// Open obligations past due owed in the region with a code prefix,
     /// oldest due first, each with the person's name as the origin gave it.
     async fn overdue_in_region(

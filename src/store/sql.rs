@@ -1047,6 +1047,54 @@ macro_rules! sql_store {
             }
 
             #[tracing::instrument(skip_all)]
+            async fn trend_spans(
+                &self,
+                prefix: &str,
+                side: $crate::store::Side,
+                from: time::OffsetDateTime,
+                to: time::OffsetDateTime,
+            ) -> Result<Vec<$crate::domain::kpi::Span>, $crate::store::StoreError> {
+                use sqlx::Row as _;
+                use $crate::store::{Side, to_us};
+                // Two fixed statements, one per side.
+                let sql = match side {
+                    Side::Debtor => {
+                        "SELECT kind, state, opened_us, due_us, escalates_us, closed_us FROM obligations \
+                         WHERE debtor >= $1 AND debtor < $2 AND opened_us < $3 \
+                         AND (closed_us IS NULL OR closed_us >= $4)"
+                    }
+                    Side::Creditor => {
+                        "SELECT kind, state, opened_us, due_us, escalates_us, closed_us FROM obligations \
+                         WHERE creditor >= $1 AND creditor < $2 AND opened_us < $3 \
+                         AND (closed_us IS NULL OR closed_us >= $4)"
+                    }
+                };
+                let rows = sqlx::query(sql)
+                    .bind(prefix)
+                    .bind(format!("{prefix}:"))
+                    .bind(to_us(to))
+                    .bind(to_us(from))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        let kind: String = row.try_get("kind")?;
+                        let state: String = row.try_get("state")?;
+                        Ok($crate::domain::kpi::Span {
+                            receipt: kind == "RECEIPT",
+                            periodic: kind == "PERIODIC_FEEDBACK",
+                            opened_us: row.try_get("opened_us")?,
+                            due_us: row.try_get("due_us")?,
+                            escalates_us: row.try_get("escalates_us")?,
+                            closed_us: row.try_get("closed_us")?,
+                            on_time: state == "FULFILLED_ON_TIME",
+                            given: state == "FULFILLED_ON_TIME" || state == "FULFILLED_LATE",
+                        })
+                    })
+                    .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
             async fn overdue_in_region(
                 &self,
                 prefix: &str,
