@@ -830,6 +830,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config())]
+
         /// Nothing a client sends makes decoding or checking panic, and a
         /// rejection always names at least one field.
         #[test]

@@ -165,6 +165,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config())]
+
         #[test]
         fn display_round_trips(s in "[0-9]{4}(Q[1-4]|H[12]|-(0[1-9]|1[0-2]))") {
             let p = Period::parse(&s);

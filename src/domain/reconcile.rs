@@ -1405,6 +1405,8 @@ mod tests {
     const NOW: OffsetDateTime = datetime!(2024-12-01 00:00 +8);
 
     proptest! {
+        #![proptest_config(crate::proptest_config())]
+
         /// Whatever order the messages arrive in, each is accepted and the
         /// case ends the same.
         #[test]

@@ -201,6 +201,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config())]
+
         #[test]
         fn parse_never_panics(s in "\\PC{0,30}") {
             let _ = ResidentId::parse(&s);
