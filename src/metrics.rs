@@ -28,7 +28,7 @@ const BUCKETS: [f64; 12] = [
 ];
 
 /// Every RPC the server answers; anything else is counted as `unknown`.
-const METHODS: [&str; 14] = [
+const METHODS: [&str; 16] = [
     "/twoplace.v1.Exchange/Publish",
     "/twoplace.v1.Exchange/Inbox",
     "/twoplace.v1.Exchange/Subscribe",
@@ -40,6 +40,8 @@ const METHODS: [&str; 14] = [
     "/twoplace.v1.Admin/Backlog",
     "/twoplace.v1.Admin/ListOverdue",
     "/twoplace.v1.Admin/Trend",
+    "/twoplace.v1.Admin/UpsertOffice",
+    "/twoplace.v1.Admin/ListOffices",
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",

@@ -15,6 +15,7 @@ backend_tests!(
     administrators_see_only_their_region_masked,
     metrics_count_what_happened_without_personal_data,
     a_trend_shows_each_day,
+    the_office_directory_names_offices_in_reports,
 );
 
 const HUOQIU: &str = "341522"; // 六安市霍邱县
@@ -410,5 +411,102 @@ async fn a_trend_shows_each_day(backend: Backend) {
         weeks.points.last().unwrap().start.unwrap().seconds,
         datetime!(2024-04-08 00:00 +8).unix_timestamp()
     );
+    server.finish().await;
+}
+
+async fn the_office_directory_names_offices_in_reports(backend: Backend) {
+    use tonic_types::StatusExt;
+    let server = TestServer::start(&backend).await;
+    let mut admin = admin(&server).await;
+    let upsert = |code: &str, name: &str| proto::UpsertOfficeRequest {
+        office: Some(proto::Office {
+            code: code.into(),
+            name: name.into(),
+            contact: "0564-3370000".into(),
+            active: true,
+            ..Default::default()
+        }),
+    };
+    let saved = admin
+        .upsert_office(upsert(ORIGIN, " 金安区流动人口服务站 "))
+        .await
+        .unwrap()
+        .into_inner()
+        .office
+        .unwrap();
+    assert_eq!(saved.name, "金安区流动人口服务站");
+    assert_eq!(saved.official_name, "六安市金安区");
+    admin
+        .upsert_office(upsert(HUOQIU, "霍邱县服务站"))
+        .await
+        .unwrap();
+    // Updating keeps one entry.
+    admin
+        .upsert_office(upsert(HUOQIU, "霍邱县流动人口服务站"))
+        .await
+        .unwrap();
+
+    let outside = admin
+        .upsert_office(upsert(DESTINATION, "闵行"))
+        .await
+        .unwrap_err();
+    assert_eq!(outside.code(), Code::PermissionDenied);
+    let nameless = admin.upsert_office(upsert(ORIGIN, "  ")).await.unwrap_err();
+    assert_eq!(nameless.code(), Code::InvalidArgument);
+    assert_eq!(
+        nameless.get_details_bad_request().unwrap().field_violations[0].field,
+        "office.name"
+    );
+
+    let first = admin
+        .list_offices(proto::ListOfficesRequest {
+            region: "3415".into(),
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.offices.len(), 1);
+    assert_eq!(first.offices[0].code, ORIGIN);
+    let second = admin
+        .list_offices(proto::ListOfficesRequest {
+            region: "3415".into(),
+            page_size: 1,
+            page_token: first.next_page_token,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.offices[0].name, "霍邱县流动人口服务站");
+    assert!(second.next_page_token.is_empty());
+
+    // Reports use the directory's name; offices not in it keep theirs.
+    let mut jinan = server.office(ORIGIN).await;
+    sent(&mut jinan, plain_registration("reg-a", &zhang(), ORIGIN)).await;
+    let backlog = admin
+        .backlog(proto::BacklogRequest {
+            region: "3415".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(row(&backlog, ORIGIN).name, "金安区流动人口服务站");
+    assert_eq!(backlog.total.unwrap().name, "六安市");
+
+    let office = AdminClient::new(
+        server
+            .channel_as(
+                server.pki.office_cert(ORIGIN),
+                server.pki.office_key(ORIGIN),
+            )
+            .await
+            .unwrap(),
+    )
+    .list_offices(proto::ListOfficesRequest::default())
+    .await
+    .unwrap_err();
+    assert_eq!(office.code(), Code::PermissionDenied);
     server.finish().await;
 }

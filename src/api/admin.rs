@@ -12,9 +12,9 @@ use super::identity::Caller;
 use crate::clock::Clock;
 use crate::domain::kpi::{Kpis, SideStats};
 use crate::domain::region::name_of_prefix;
-use crate::domain::{RegionPrefix, mask_name};
+use crate::domain::{RegionCode, RegionPrefix, Violation, mask_name};
 use crate::proto::{self, admin_server::Admin};
-use crate::store::{BacklogQuery, Side, Store, to_us};
+use crate::store::{BacklogQuery, OfficeRow, Side, Store, to_us};
 
 /// The default window of rates and reply times.
 const WINDOW_DAYS: i64 = 90;
@@ -70,10 +70,18 @@ fn kpis(k: Kpis) -> proto::Kpis {
     }
 }
 
-fn row(region: &str, debtor: &SideStats, creditor: &SideStats) -> proto::BacklogRow {
+fn row(
+    region: &str,
+    name: Option<&str>,
+    debtor: &SideStats,
+    creditor: &SideStats,
+) -> proto::BacklogRow {
     proto::BacklogRow {
         region: region.to_string(),
-        name: name_of_prefix(region).unwrap_or_default(),
+        name: name
+            .map(str::to_string)
+            .or_else(|| name_of_prefix(region))
+            .unwrap_or_default(),
         as_debtor: Some(kpis(debtor.kpis())),
         as_creditor: Some(kpis(creditor.kpis())),
     }
@@ -135,6 +143,14 @@ impl AdminService {
                 now,
             })
             .await?;
+        // The directory's names win over the official ones.
+        let named: std::collections::HashMap<String, String> = self
+            .store
+            .offices(region.as_str(), "", 10_000)
+            .await?
+            .into_iter()
+            .map(|o| (o.code, o.name))
+            .collect();
         let empty = SideStats::default();
         let mut total = (SideStats::default(), SideStats::default());
         let mut groups: Vec<&String> = stats.keys().map(|(g, _)| g).collect();
@@ -145,10 +161,15 @@ impl AdminService {
             let creditor = stats.get(&(g.clone(), Side::Creditor)).unwrap_or(&empty);
             total.0.merge(debtor);
             total.1.merge(creditor);
-            children.push(row(g, debtor, creditor));
+            children.push(row(g, named.get(g).map(String::as_str), debtor, creditor));
         }
         Ok(proto::BacklogResponse {
-            total: Some(row(region.as_str(), &total.0, &total.1)),
+            total: Some(row(
+                region.as_str(),
+                named.get(region.as_str()).map(String::as_str),
+                &total.0,
+                &total.1,
+            )),
             children,
             window_start: Some(encode::timestamp(window_start)),
             window_end: Some(encode::timestamp(window_end)),
@@ -183,6 +204,103 @@ impl AdminService {
                 .iter()
                 .map(|(o, _)| encode::obligation(o, false, now))
                 .collect(),
+        })
+    }
+}
+
+fn office(o: &OfficeRow) -> proto::Office {
+    proto::Office {
+        code: o.code.clone(),
+        name: o.name.clone(),
+        contact: o.contact.clone(),
+        active: o.active,
+        official_name: name_of_prefix(&o.code).unwrap_or_default(),
+        updated_at: Some(encode::timestamp(o.updated_at)),
+    }
+}
+
+/// Free text of a directory entry: trimmed, within `max` characters, no
+/// control characters.
+fn directory_text(raw: &str, field: &str, min: usize, max: usize) -> Result<String, Violation> {
+    let text = raw.trim();
+    let n = text.chars().count();
+    if n < min || n > max {
+        Err(Violation::new(
+            field,
+            "LENGTH",
+            format!("must be {min} to {max} characters"),
+        ))
+    } else if text.chars().any(char::is_control) {
+        Err(Violation::new(
+            field,
+            "CONTROL_CHARACTERS",
+            "must not contain control characters",
+        ))
+    } else {
+        Ok(text.to_string())
+    }
+}
+
+impl AdminService {
+    async fn upsert(
+        &self,
+        request: Request<proto::UpsertOfficeRequest>,
+    ) -> Result<proto::UpsertOfficeResponse, ApiError> {
+        let own = region(&request, "")?;
+        let wire = request.into_inner().office.unwrap_or_default();
+        let code = RegionCode::parse_format(&wire.code).map_err(|e| {
+            ApiError::invalid_field("office.code", "INVALID_REGION_CODE", e.to_string())
+        })?;
+        if !code.as_str().starts_with(own.as_str()) {
+            return Err(ApiError::PermissionDenied(format!(
+                "office {code} is outside your region {own}"
+            )));
+        }
+        let (name, contact) = (
+            directory_text(&wire.name, "office.name", 1, 100),
+            directory_text(&wire.contact, "office.contact", 0, 200),
+        );
+        let (name, contact) = match (name, contact) {
+            (Ok(n), Ok(c)) => (n, c),
+            (n, c) => {
+                return Err(ApiError::invalid(
+                    [n.err(), c.err()].into_iter().flatten().collect(),
+                ));
+            }
+        };
+        let row = OfficeRow {
+            code: code.to_string(),
+            name,
+            contact,
+            active: wire.active,
+            updated_at: self.clock.now(),
+        };
+        self.store.upsert_office(&row).await?;
+        Ok(proto::UpsertOfficeResponse {
+            office: Some(office(&row)),
+        })
+    }
+
+    async fn directory(
+        &self,
+        request: Request<proto::ListOfficesRequest>,
+    ) -> Result<proto::ListOfficesResponse, ApiError> {
+        let region = region(&request, &request.get_ref().region)?;
+        let req = request.into_inner();
+        let size = cursor::page_size(req.page_size, "page_size")?;
+        let after = cursor::parse_offices_page(&req.page_token, "page_token")?;
+        let mut rows = self
+            .store
+            .offices(region.as_str(), &after, size + 1)
+            .await?;
+        let more = rows.len() > size as usize;
+        rows.truncate(size as usize);
+        Ok(proto::ListOfficesResponse {
+            next_page_token: match rows.last() {
+                Some(last) if more => cursor::offices_page(&last.code),
+                _ => String::new(),
+            },
+            offices: rows.iter().map(office).collect(),
         })
     }
 }
@@ -271,6 +389,20 @@ impl AdminService {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
+    async fn upsert_office(
+        &self,
+        request: Request<proto::UpsertOfficeRequest>,
+    ) -> Result<Response<proto::UpsertOfficeResponse>, Status> {
+        Ok(Response::new(self.upsert(request).await?))
+    }
+
+    async fn list_offices(
+        &self,
+        request: Request<proto::ListOfficesRequest>,
+    ) -> Result<Response<proto::ListOfficesResponse>, Status> {
+        Ok(Response::new(self.directory(request).await?))
+    }
+
     async fn trend(
         &self,
         request: Request<proto::TrendRequest>,

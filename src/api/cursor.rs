@@ -68,6 +68,32 @@ pub fn parse_obligations_page(token: &str, field: &str) -> Result<Option<(i64, i
         })
 }
 
+const OFFICES_PAGE: &str = "d1.";
+
+/// A position in the office directory: after this code.
+pub fn offices_page(code: &str) -> String {
+    format!("{OFFICES_PAGE}{code}")
+}
+
+pub fn parse_offices_page(token: &str, field: &str) -> Result<String, ApiError> {
+    if token.is_empty() {
+        return Ok(String::new());
+    }
+    token
+        .strip_prefix(OFFICES_PAGE)
+        .filter(|code| {
+            !code.is_empty() && code.len() <= 9 && code.bytes().all(|b| b.is_ascii_digit())
+        })
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                field,
+                "INVALID_TOKEN",
+                "not a token this service issued; pass one back unchanged, or empty to start over",
+            )
+        })
+}
+
 /// AIP-158: 0 means the default, more than the maximum means the maximum.
 pub fn page_size(raw: i32, field: &str) -> Result<u32, ApiError> {
     match raw {

@@ -151,6 +151,16 @@ pub struct SweepReport {
     pub escalation_reminders: u64,
 }
 
+/// An office as the directory lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfficeRow {
+    pub code: String,
+    pub name: String,
+    pub contact: String,
+    pub active: bool,
+    pub updated_at: OffsetDateTime,
+}
+
 /// Which side of obligations a region is counted on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Side {
@@ -298,6 +308,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Adds or replaces an office in the directory.
+    async fn upsert_office(&self, office: &OfficeRow) -> Result<(), StoreError>;
+
+    /// Directory entries with a code prefix, after `after_code`, by code.
+    async fn offices(
+        &self,
+        prefix: &str,
+        after_code: &str,
+        limit: u32,
+    ) -> Result<Vec<OfficeRow>, StoreError>;
 
     /// Open obligations, and those of them past due at `now`.
     async fn open_obligations(&self, now: OffsetDateTime) -> Result<(i64, i64), StoreError>;

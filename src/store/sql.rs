@@ -1140,6 +1140,56 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn upsert_office(
+                &self,
+                office: &$crate::store::OfficeRow,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO offices (code, name, contact, active, updated_us) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (code) DO UPDATE SET \
+                     name = excluded.name, contact = excluded.contact, \
+                     active = excluded.active, updated_us = excluded.updated_us",
+                )
+                .bind(&office.code)
+                .bind(&office.name)
+                .bind(&office.contact)
+                .bind(office.active)
+                .bind($crate::store::to_us(office.updated_at))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn offices(
+                &self,
+                prefix: &str,
+                after_code: &str,
+                limit: u32,
+            ) -> Result<Vec<$crate::store::OfficeRow>, $crate::store::StoreError> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(
+                    "SELECT code, name, contact, active, updated_us FROM offices \
+                     WHERE code >= $1 AND code < $2 AND code > $3 ORDER BY code LIMIT $4",
+                )
+                .bind(prefix)
+                .bind(format!("{prefix}:"))
+                .bind(after_code)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok($crate::store::OfficeRow {
+                            code: row.try_get("code")?,
+                            name: row.try_get("name")?,
+                            contact: row.try_get("contact")?,
+                            active: row.try_get("active")?,
+                            updated_at: $crate::store::from_us(row.try_get("updated_us")?)?,
+                        })
+                    })
+                    .collect()
+            }
+
             async fn open_obligations(
                 &self,
                 now: time::OffsetDateTime,
