@@ -418,20 +418,7 @@ impl ExchangeService {
                 ));
             }
         };
-        let status = match proto::CaseStatus::try_from(req.status) {
-            Ok(proto::CaseStatus::Unspecified) => None,
-            Ok(proto::CaseStatus::Active) => Some(CaseStatus::Active),
-            Ok(proto::CaseStatus::Transferred) => Some(CaseStatus::Transferred),
-            Ok(proto::CaseStatus::Closed) => Some(CaseStatus::Closed),
-            Ok(proto::CaseStatus::Pending) => Some(CaseStatus::Pending),
-            Err(_) => {
-                return Err(ApiError::invalid_field(
-                    "status",
-                    "INVALID_ENUM",
-                    "not a CaseStatus",
-                ));
-            }
-        };
+        let status = enum_filter(req.status, "status", &CaseStatus::ALL, encode::case_status)?;
         let counterpart = optional_office(&req.counterpart_office, "counterpart_office")?;
         let size = cursor::page_size(req.page_size, "page_size")?;
         let after_id = cursor::parse_cases_page(&req.page_token, "page_token")?;
@@ -479,32 +466,18 @@ impl ExchangeService {
                 ));
             }
         };
-        let kind = match proto::ObligationKind::try_from(req.kind) {
-            Ok(proto::ObligationKind::Unspecified) => None,
-            Ok(k) => ObligationKind::ALL
-                .into_iter()
-                .find(|d| encode::obligation_kind(*d) == k),
-            Err(_) => {
-                return Err(ApiError::invalid_field(
-                    "kind",
-                    "INVALID_ENUM",
-                    "not an ObligationKind",
-                ));
-            }
-        };
-        let state = match proto::ObligationState::try_from(req.state) {
-            Ok(proto::ObligationState::Unspecified) => None,
-            Ok(s) => ObligationState::ALL
-                .into_iter()
-                .find(|d| encode::obligation_state(*d) == s),
-            Err(_) => {
-                return Err(ApiError::invalid_field(
-                    "state",
-                    "INVALID_ENUM",
-                    "not an ObligationState",
-                ));
-            }
-        };
+        let kind = enum_filter(
+            req.kind,
+            "kind",
+            &ObligationKind::ALL,
+            encode::obligation_kind,
+        )?;
+        let state = enum_filter(
+            req.state,
+            "state",
+            &ObligationState::ALL,
+            encode::obligation_state,
+        )?;
         let counterpart = optional_office(&req.counterpart_office, "counterpart_office")?;
         let time = |field: &str, t: Option<prost_types::Timestamp>| {
             t.map(|t| {
@@ -588,6 +561,26 @@ pub fn wire_kind(env: &proto::Envelope) -> &'static str {
         Some(B::Correction(_)) => "CORRECTION",
         None => "NONE",
     }
+}
+
+/// An enum used as a filter: UNSPECIFIED (0) means none; a number that is
+/// none of the enum's values is an error.
+fn enum_filter<D: Copy, W: Into<i32>>(
+    raw: i32,
+    field: &str,
+    all: &[D],
+    wire: impl Fn(D) -> W,
+) -> Result<Option<D>, ApiError> {
+    if raw == 0 {
+        return Ok(None);
+    }
+    all.iter()
+        .copied()
+        .find(|d| wire(*d).into() == raw)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::invalid_field(field, "INVALID_ENUM", "not one of the enum's values")
+        })
 }
 
 /// An office code a request may leave empty.

@@ -22,6 +22,13 @@ pub enum CaseStatus {
 }
 
 impl CaseStatus {
+    pub const ALL: [CaseStatus; 4] = [
+        CaseStatus::Pending,
+        CaseStatus::Active,
+        CaseStatus::Transferred,
+        CaseStatus::Closed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CaseStatus::Pending => "pending",
@@ -32,14 +39,7 @@ impl CaseStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            CaseStatus::Pending,
-            CaseStatus::Active,
-            CaseStatus::Transferred,
-            CaseStatus::Closed,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
     }
 }
 
