@@ -7,7 +7,9 @@
 
 pub mod api;
 pub mod clock;
+pub mod dashboard;
 pub mod domain;
+pub mod json;
 pub mod metrics;
 pub mod pki;
 pub mod server;

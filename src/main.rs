@@ -81,6 +81,11 @@ enum Command {
     /// server (--target) or into files (--out), and print what the
     /// reconciled result should be.
     Simulate(cli::simulate::SimulateArgs),
+    /// Administrators' tools: `admin token` signs a token for the dashboard.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Show the built-in policy (a starting point for --policy FILE).
     Policy {
         #[command(subcommand)]
@@ -91,6 +96,15 @@ enum Command {
         #[command(subcommand)]
         command: PkiCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Sign a token for the dashboard with your administrator certificate
+    /// (--as admin:34, or --cert/--key), for a browser that has no client
+    /// certificate. Open the dashboard at https://HOST:9443/#token=TOKEN
+    /// (--url prints that address).
+    Token(cli::admin::TokenArgs),
 }
 
 #[derive(clap::Args)]
@@ -107,6 +121,16 @@ struct ServeArgs {
         default_value = "127.0.0.1:9464"
     )]
     metrics_listen: String,
+
+    /// Where the administrators' dashboard is served over HTTPS (the
+    /// server's certificate; sign in with an administrator's client
+    /// certificate or `twoplace admin token`), or `off`.
+    #[arg(
+        long,
+        env = "TWOPLACE_DASHBOARD_LISTEN",
+        default_value = "127.0.0.1:9443"
+    )]
+    dashboard_listen: String,
 
     /// Directory for the embedded database and the development PKI.
     #[arg(long, env = "TWOPLACE_DATA_DIR", default_value = "data")]
@@ -253,6 +277,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Obligations(args) => client(cli::case::obligations(&connect, args)),
         Command::Simulate(args) => client(cli::simulate::run(&connect, args)),
         Command::Backlog(args) => client(cli::backlog::run(&connect, args)),
+        Command::Admin {
+            command: AdminCommand::Token(args),
+        } => cli::admin::token(&connect, args).map(|()| 0),
         Command::Policy {
             command: PolicyCommand::Show,
         } => {
@@ -352,25 +379,24 @@ async fn serve(args: ServeArgs) -> Result<()> {
         database = %store::redact_url(&url),
         "twoplace is serving (mTLS)"
     );
-    let metrics = match args.metrics_listen.as_str() {
-        "off" => None,
-        address => {
-            let address: SocketAddr = address
-                .parse()
-                .with_context(|| format!("--metrics-listen {address}: give HOST:PORT or off"))?;
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| format!("listening for metrics on {address}"))?;
-            tracing::info!(listen = %address, "metrics at /metrics, readiness at /readyz");
-            Some(listener)
-        }
-    };
+    let metrics = optional_listener(&args.metrics_listen, "--metrics-listen").await?;
+    if let Some(l) = &metrics {
+        tracing::info!(listen = %l.local_addr()?, "metrics at /metrics, readiness at /readyz");
+    }
+    let dashboard = optional_listener(&args.dashboard_listen, "--dashboard-listen").await?;
+    if let Some(l) = &dashboard {
+        tracing::info!(
+            url = %format!("https://{}/", l.local_addr()?),
+            "administrators' dashboard (token: twoplace admin token --as admin:PREFIX)"
+        );
+    }
     let options = ServerOptions {
         tls,
         policy,
         heartbeat: args.heartbeat,
         sweep_interval: args.sweep_interval,
         metrics,
+        dashboard,
     };
     server::serve(
         listener,
@@ -382,6 +408,20 @@ async fn serve(args: ServeArgs) -> Result<()> {
     .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A listener for an optional HTTP side: HOST:PORT, or `off`.
+async fn optional_listener(address: &str, flag: &str) -> Result<Option<tokio::net::TcpListener>> {
+    if address == "off" {
+        return Ok(None);
+    }
+    let address: SocketAddr = address
+        .parse()
+        .with_context(|| format!("{flag} {address}: give HOST:PORT or off"))?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("{flag}: listening on {address}"))?;
+    Ok(Some(listener))
 }
 
 /// The development PKI under `<data-dir>/pki`, created on first start.

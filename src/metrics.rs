@@ -47,6 +47,7 @@ const METHODS: [&str; 16] = [
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
 ];
 
+/// The canonical names of gRPC codes, by number.
 const CODES: [&str; 17] = [
     "OK",
     "CANCELLED",
@@ -66,6 +67,11 @@ const CODES: [&str; 17] = [
     "DATA_LOSS",
     "UNAUTHENTICATED",
 ];
+
+/// The canonical name of a gRPC code (`PERMISSION_DENIED`).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    CODES.get(code as usize).copied().unwrap_or("UNKNOWN")
+}
 
 #[derive(Default)]
 struct Histogram {

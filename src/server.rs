@@ -44,6 +44,8 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the server failed")]
     Transport(#[source] tonic::transport::Error),
+    #[error(transparent)]
+    Dashboard(#[from] crate::dashboard::DashboardError),
 }
 
 pub struct ServerOptions {
@@ -55,6 +57,8 @@ pub struct ServerOptions {
     pub sweep_interval: Duration,
     /// Where `/metrics`, `/readyz` and `/healthz` are served over HTTP.
     pub metrics: Option<TcpListener>,
+    /// Where the administrators' dashboard is served over HTTPS.
+    pub dashboard: Option<TcpListener>,
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, ServeError> {
@@ -110,6 +114,15 @@ pub async fn serve(
     )
     .with_metrics(metrics.clone());
     let admin = AdminService::new(store.clone(), clock.clone());
+    if let Some(listener) = options.dashboard {
+        let tls = crate::dashboard::DashboardTls::load(&options.tls)?;
+        tokio::spawn(crate::dashboard::serve(
+            listener,
+            tls,
+            admin.clone(),
+            stopping.clone(),
+        ));
+    }
     tokio::spawn(sweep(
         store.clone(),
         clock,

@@ -99,7 +99,7 @@ fn time(
 }
 
 impl AdminService {
-    async fn backlog_of(
+    pub(crate) async fn backlog_of(
         &self,
         request: Request<proto::BacklogRequest>,
     ) -> Result<proto::BacklogResponse, ApiError> {
@@ -176,7 +176,7 @@ impl AdminService {
         })
     }
 
-    async fn overdue(
+    pub(crate) async fn overdue(
         &self,
         request: Request<proto::ListOverdueRequest>,
     ) -> Result<proto::ListOverdueResponse, ApiError> {
@@ -309,7 +309,7 @@ impl AdminService {
 const MAX_BUCKETS: i64 = 400;
 
 impl AdminService {
-    async fn trend_of(
+    pub(crate) async fn trend_of(
         &self,
         request: Request<proto::TrendRequest>,
     ) -> Result<proto::TrendResponse, ApiError> {

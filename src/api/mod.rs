@@ -8,6 +8,7 @@ pub mod encode;
 pub mod error;
 pub mod exchange;
 pub mod identity;
+pub mod token;
 
 pub use error::ApiError;
 pub use exchange::ExchangeService;

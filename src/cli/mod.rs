@@ -1,6 +1,7 @@
 //! The offices' command-line client: the same `twoplace` binary, talking to
 //! a server over mTLS like any other client.
 
+pub mod admin;
 pub mod backlog;
 pub mod case;
 pub mod csv_rows;
@@ -10,15 +11,11 @@ pub mod reply;
 pub mod simulate;
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use anyhow::{Context, Result, anyhow, bail};
-use prost::Message as _;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_types::StatusExt;
 
-use twoplace::proto;
 use twoplace::proto::exchange_client::ExchangeClient;
 
 /// Who the client is and where the server is.
@@ -117,6 +114,12 @@ impl Connect {
         Ok((ca, cert, key))
     }
 
+    /// The client certificate and key this connection would present.
+    pub fn identity_files(&self) -> Result<(PathBuf, PathBuf)> {
+        let (_, cert, key) = self.files()?;
+        Ok((cert, key))
+    }
+
     pub async fn channel(&self) -> Result<Channel> {
         let (ca, cert, key) = self.files()?;
         let read =
@@ -169,35 +172,7 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow!(line)
 }
 
-fn pool() -> &'static DescriptorPool {
-    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET).expect("the compiled descriptors")
-    })
-}
-
-fn descriptor(name: &str) -> MessageDescriptor {
-    pool()
-        .get_message_by_name(name)
-        .unwrap_or_else(|| panic!("{name} is in the descriptors"))
-}
-
-/// Reads one envelope in the protobuf JSON mapping (what buf curl and
-/// grpcurl take).
-pub fn envelope_from_json(line: &str) -> Result<proto::Envelope, String> {
-    let mut de = serde_json::Deserializer::from_str(line);
-    let message = DynamicMessage::deserialize(descriptor("twoplace.v1.Envelope"), &mut de)
-        .map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
-    proto::Envelope::decode(message.encode_to_vec().as_slice()).map_err(|e| e.to_string())
-}
-
-/// Any of our messages as JSON (protobuf JSON mapping).
-pub fn to_json<M: prost::Message>(name: &str, message: &M) -> String {
-    let dynamic = DynamicMessage::decode(descriptor(name), message.encode_to_vec().as_slice())
-        .expect("our own message decodes");
-    serde_json::to_string(&dynamic).expect("JSON of a message")
-}
+pub use twoplace::json::{envelope_from_json, to_json};
 
 /// A timestamp as Shanghai local time, to the minute.
 pub fn local_time(t: Option<&prost_types::Timestamp>) -> String {

@@ -36,6 +36,13 @@ pub enum Backend {
 }
 
 impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres { .. } => "postgres",
+        }
+    }
+
     /// PostgreSQL from TWOPLACE_TEST_DATABASE_URL (default: the local
     /// server). Required under CI or TWOPLACE_REQUIRE_POSTGRES=1; elsewhere
     /// the test says loudly that it was skipped.
@@ -67,6 +74,8 @@ pub struct TestServer {
     pub addr: std::net::SocketAddr,
     /// Where /metrics and /readyz are served.
     pub metrics_addr: std::net::SocketAddr,
+    /// Where the administrators' dashboard is served (HTTPS).
+    pub dashboard_addr: std::net::SocketAddr,
     pub pki: DevPki,
     pub clock: Arc<ManualClock>,
     url: String,
@@ -170,6 +179,8 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics_addr = metrics.local_addr().unwrap();
+        let dashboard = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dashboard_addr = dashboard.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let options = ServerOptions {
             tls: TlsFiles {
@@ -181,6 +192,7 @@ impl TestServer {
             heartbeat: opts.heartbeat,
             sweep_interval: opts.sweep_interval,
             metrics: Some(metrics),
+            dashboard: Some(dashboard),
         };
         let server_clock: Arc<dyn twoplace::clock::Clock> = if opts.real_clock {
             Arc::new(twoplace::clock::SystemClock)
@@ -199,6 +211,7 @@ impl TestServer {
         TestServer {
             addr,
             metrics_addr,
+            dashboard_addr,
             pki,
             clock,
             url: url.to_string(),
@@ -223,25 +236,52 @@ impl TestServer {
 
     /// A plain HTTP GET on the metrics listener: (status, body).
     pub async fn http_get(&self, path: &str) -> (u16, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
+        let stream = tokio::net::TcpStream::connect(self.metrics_addr)
             .await
             .unwrap();
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = response
-            .split_once("\r\n\r\n")
-            .map_or("", |(_, b)| b)
-            .to_string();
-        (status, body)
+        http_exchange(stream, path, "").await
+    }
+
+    /// An HTTPS GET on the dashboard listener, with a bearer token and/or a
+    /// client certificate: (status, body).
+    pub async fn https_get(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        identity: Option<(PathBuf, PathBuf)>,
+    ) -> (u16, String) {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(self.pki.ca()).unwrap())
+            .unwrap();
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        let config = match identity {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(
+                    vec![CertificateDer::from_pem_file(cert).unwrap()],
+                    PrivateKeyDer::from_pem_file(key).unwrap(),
+                )
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        let tcp = tokio::net::TcpStream::connect(self.dashboard_addr)
+            .await
+            .unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
+        let headers = bearer
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        http_exchange(tls, path, &headers).await
     }
 
     /// The database the server uses.
@@ -471,4 +511,30 @@ macro_rules! backend_tests {
             )*
         }
     };
+}
+
+/// One HTTP/1.1 GET over `stream`: (status, body).
+async fn http_exchange(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    path: &str,
+    headers: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    // A TLS peer may close without close_notify after the body: keep what came.
+    let _ = stream.read_to_end(&mut response).await;
+    let response = String::from_utf8_lossy(&response).to_string();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
 }
