@@ -12,9 +12,10 @@ use super::identity::Caller;
 use crate::clock::Clock;
 use crate::domain::kpi::{Kpis, SideStats};
 use crate::domain::region::name_of_prefix;
+use crate::domain::tally::{day_start_us, shanghai_day};
 use crate::domain::{RegionCode, RegionPrefix, Violation, mask_name};
 use crate::proto::{self, admin_server::Admin};
-use crate::store::{BacklogQuery, OfficeRow, Side, Store, to_us};
+use crate::store::{BacklogQuery, OfficeRow, Side, Store, from_us, to_us};
 
 /// The default window of rates and reply times.
 const WINDOW_DAYS: i64 = 90;
@@ -118,15 +119,23 @@ impl AdminService {
                 ));
             }
         };
-        let window_start = time(req.window_start, "window_start")?
-            .unwrap_or(window_end - time::Duration::days(days));
-        if window_start >= window_end {
+        let asked_start = time(req.window_start, "window_start")?;
+        if asked_start.is_some_and(|start| start >= window_end) {
             return Err(ApiError::invalid_field(
                 "window_start",
                 "INVALID_RANGE",
                 "must be before window_end",
             ));
         }
+        // The window is whole days in Shanghai, as the tallies keep them:
+        // from the midnight before its start to the midnight after its end.
+        let last_day = shanghai_day(to_us(window_end) - 1);
+        let first_day = match asked_start {
+            Some(start) => shanghai_day(to_us(start)),
+            None => last_day - days + 1,
+        };
+        let window_start = from_us(day_start_us(first_day))?;
+        let window_end = from_us(day_start_us(last_day + 1))?;
         // Province → cities → counties → offices.
         let child_len = match region.as_str().len() {
             2 => 4,

@@ -10,6 +10,7 @@ pub mod policy;
 pub mod reconcile;
 pub mod region;
 pub mod resident_id;
+pub mod tally;
 
 use std::fmt;
 

@@ -161,12 +161,7 @@ pub struct OfficeRow {
     pub updated_at: OffsetDateTime,
 }
 
-/// Which side of obligations a region is counted on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Side {
-    Debtor,
-    Creditor,
-}
+pub use crate::domain::kpi::Side;
 
 /// A backlog over the region with a code prefix, grouped by child region
 /// (the first `child_len` characters of the office code).
@@ -325,18 +320,34 @@ pub trait Store: Send + Sync + 'static {
 
     /// Connections open and idle in the pool.
     fn pool_use(&self) -> (u32, u32);
+
+    /// Fills the backlog tallies from the stored rows if they have never
+    /// been (a database from before tallies existed); the number of
+    /// obligations counted, or None when they were already built.
+    async fn build_tallies(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Counts the tallies afresh and compares them with the stored ones:
+    /// None when they agree, else what differs.
+    async fn check_tallies(&self) -> Result<Option<String>, StoreError>;
 }
 
 /// Connects to the database the URL names (`sqlite:…` or `postgres://…`),
 /// creating it if needed, and applies the migrations.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
+    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::connect(url).await?)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url).await?))
+        Arc::new(PgStore::connect(url).await?)
     } else {
-        Err(StoreError::UnsupportedUrl(redact_url(url)))
+        return Err(StoreError::UnsupportedUrl(redact_url(url)));
+    };
+    if let Some(n) = store.build_tallies().await? {
+        tracing::info!(
+            obligations = n,
+            "built the backlog tallies from the stored rows"
+        );
     }
+    Ok(store)
 }
 
 /// The URL without its password, for messages and logs.

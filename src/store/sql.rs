@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use super::{ObligationRow, StoreError, from_us, to_us};
 use crate::domain::reconcile::{Obligation, ObligationKind, ObligationState, Reconciled, Recorded};
+use crate::domain::tally::{Class, ObligationFacts};
 
 /// A case being worked on within one write transaction.
 pub(crate) struct CaseWork {
@@ -20,7 +21,83 @@ pub(crate) struct CaseWork {
     pub reconciled: Option<Reconciled>,
     /// Derived obligations as stored: key → (row id, columns).
     pub stored: HashMap<String, (i64, ObligationColumns)>,
+    /// Which of them the sweeper has flagged: key → (overdue, escalated).
+    pub flags: HashMap<String, (bool, bool)>,
+    /// The case's origin, and its tallied destination, orphans and open
+    /// discrepancies as stored.
+    pub origin: String,
+    pub counted: (Option<String>, i64, i64),
     pub dirty: bool,
+}
+
+impl ObligationColumns {
+    /// What tallies count of this row.
+    pub fn facts(&self, (overdue, escalated): (bool, bool)) -> ObligationFacts {
+        ObligationFacts {
+            class: Class::of_kind(&self.kind),
+            debtor: self.debtor.clone(),
+            creditor: self.creditor.clone(),
+            state: self.state.clone(),
+            opened_us: self.opened_us,
+            due_us: self.due_us,
+            closed_us: self.closed_us,
+            flagged_overdue: overdue,
+            flagged_escalated: escalated,
+        }
+    }
+}
+
+/// Reads a `tallies_daily` row.
+pub(crate) fn daily<R>(row: &R) -> Result<crate::domain::tally::Daily, StoreError>
+where
+    R: sqlx::Row,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    let replies: String = row.try_get("replies")?;
+    Ok(crate::domain::tally::Daily {
+        receipts_answered: row.try_get("receipts_answered")?,
+        receipts_on_time: row.try_get("receipts_on_time")?,
+        receipts_flagged: row.try_get("receipts_flagged")?,
+        feedback_answered: row.try_get("feedback_answered")?,
+        feedback_flagged: row.try_get("feedback_flagged")?,
+        answers_answered: row.try_get("answers_answered")?,
+        answers_on_time: row.try_get("answers_on_time")?,
+        answers_flagged: row.try_get("answers_flagged")?,
+        replies: serde_json::from_str(&replies).map_err(corrupt)?,
+    })
+}
+
+/// The columns tallies read, for [`obligation_facts`].
+pub(crate) const FACT_COLUMNS: &str = "kind, debtor, creditor, state, opened_us, due_us, \
+     closed_us, reminded_overdue_us, reminded_escalated_us";
+
+/// Reads the [`FACT_COLUMNS`] of an obligation row.
+pub(crate) fn obligation_facts<R>(row: &R) -> Result<ObligationFacts, StoreError>
+where
+    R: sqlx::Row,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    let kind: String = row.try_get("kind")?;
+    Ok(ObligationFacts {
+        class: Class::of_kind(&kind),
+        debtor: row.try_get("debtor")?,
+        creditor: row.try_get("creditor")?,
+        state: row.try_get("state")?,
+        opened_us: row.try_get("opened_us")?,
+        due_us: row.try_get("due_us")?,
+        closed_us: row.try_get("closed_us")?,
+        flagged_overdue: row
+            .try_get::<Option<i64>, _>("reminded_overdue_us")?
+            .is_some(),
+        flagged_escalated: row
+            .try_get::<Option<i64>, _>("reminded_escalated_us")?
+            .is_some(),
+    })
 }
 
 /// The columns reconciliation owns in `obligations`.
@@ -171,19 +248,33 @@ macro_rules! sql_store {
                 use $crate::store::sql::{CaseWork, ObligationColumns, corrupt};
                 use $crate::store::{SYSTEM_SENDER, from_us};
 
-                let id: Option<i64> =
-                    sqlx::query("SELECT id FROM cases WHERE resident_id = $1 AND origin = $2")
-                        .bind(case.resident.as_str())
-                        .bind(case.origin.as_str())
-                        .fetch_optional(&mut **tx)
-                        .await?
-                        .map(|row| row.try_get("id"))
-                        .transpose()?;
+                let row = sqlx::query(
+                    "SELECT id, destination, orphans, open_discrepancies FROM cases \
+                     WHERE resident_id = $1 AND origin = $2",
+                )
+                .bind(case.resident.as_str())
+                .bind(case.origin.as_str())
+                .fetch_optional(&mut **tx)
+                .await?;
+                let (id, counted) = match row {
+                    Some(row) => (
+                        Some(row.try_get::<i64, _>("id")?),
+                        (
+                            row.try_get("destination")?,
+                            row.try_get("orphans")?,
+                            row.try_get("open_discrepancies")?,
+                        ),
+                    ),
+                    None => (None, (None, 0, 0)),
+                };
                 let mut work = CaseWork {
                     id,
                     messages: Vec::new(),
                     reconciled: None,
                     stored: std::collections::HashMap::new(),
+                    flags: std::collections::HashMap::new(),
+                    origin: case.origin.to_string(),
+                    counted,
                     dirty: false,
                 };
                 let Some(id) = id else {
@@ -213,13 +304,21 @@ macro_rules! sql_store {
                 }
                 let rows = sqlx::query(
                     "SELECT id, key, kind, debtor, creditor, state, opened_us, due_us, \
-                     escalates_us, closed_us, closed_by, detail FROM obligations \
+                     escalates_us, closed_us, closed_by, detail, reminded_overdue_us, \
+                     reminded_escalated_us FROM obligations \
                      WHERE case_id = $1 AND delivery IS NULL",
                 )
                 .bind(id)
                 .fetch_all(&mut **tx)
                 .await?;
                 for row in rows {
+                    work.flags.insert(
+                        row.try_get("key")?,
+                        (
+                            row.try_get::<Option<i64>, _>("reminded_overdue_us")?.is_some(),
+                            row.try_get::<Option<i64>, _>("reminded_escalated_us")?.is_some(),
+                        ),
+                    );
                     work.stored.insert(
                         row.try_get("key")?,
                         (
@@ -250,6 +349,7 @@ macro_rules! sql_store {
                 tx: &mut sqlx::Transaction<'static, $db>,
                 work: &$crate::store::sql::CaseWork,
                 now_us: i64,
+                tallies: &mut $crate::domain::tally::Tallies,
             ) -> Result<(), $crate::store::StoreError> {
                 use $crate::domain::RegionCode;
                 use $crate::store::sql::{ObligationColumns, corrupt};
@@ -270,6 +370,21 @@ macro_rules! sql_store {
                     .count() as i64;
                 let orphans = findings.orphans.len() as i64;
                 let findings = serde_json::to_string(&findings).map_err(corrupt)?;
+                let (old_destination, old_orphans, old_discrepancies) = &work.counted;
+                tallies.case(
+                    &work.origin,
+                    old_destination.as_deref(),
+                    *old_orphans,
+                    *old_discrepancies,
+                    -1,
+                );
+                tallies.case(
+                    &work.origin,
+                    r.state.current_destination().map(RegionCode::as_str),
+                    orphans,
+                    open_discrepancies,
+                    1,
+                );
                 sqlx::query(
                     "UPDATE cases SET destination = $1, status = $2, state = $3, findings = $4, \
                      open_discrepancies = $5, orphans = $6, next_change_us = $7, updated_us = $8 \
@@ -292,6 +407,10 @@ macro_rules! sql_store {
                     match work.stored.get(&o.key) {
                         Some((_, old)) if *old == new => {}
                         Some((id, old)) => {
+                            let flags = work.flags.get(&o.key).copied().unwrap_or_default();
+                            tallies.obligation(&old.facts(flags), -1);
+                            let kept = if old.reschedules(&new) { (false, false) } else { flags };
+                            tallies.obligation(&new.facts(kept), 1);
                             sqlx::query(
                                 "UPDATE obligations SET kind = $1, debtor = $2, creditor = $3, \
                                  state = $4, opened_us = $5, due_us = $6, escalates_us = $7, \
@@ -316,6 +435,7 @@ macro_rules! sql_store {
                             .await?;
                         }
                         None => {
+                            tallies.obligation(&new.facts((false, false)), 1);
                             sqlx::query(
                                 "INSERT INTO obligations (case_id, key, kind, debtor, creditor, \
                                  state, opened_us, due_us, escalates_us, closed_us, closed_by, detail) \
@@ -342,6 +462,8 @@ macro_rules! sql_store {
                 for (key, (id, old)) in &work.stored {
                     let still = r.obligations.iter().any(|o| &o.key == key);
                     if !still && old.state == "OPEN" {
+                        let flags = work.flags.get(key).copied().unwrap_or_default();
+                        tallies.obligation(&old.facts(flags), -1);
                         sqlx::query(
                             "UPDATE obligations SET state = 'CANCELLED', closed_us = $1, \
                              closed_by = 'no longer owed' WHERE id = $2",
@@ -366,6 +488,162 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            /// Adds a transaction's changes to the stored tallies. Rows are
+            /// written in key order, so concurrent writers cannot deadlock.
+            async fn write_tallies(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                tallies: $crate::domain::tally::Tallies,
+            ) -> Result<(), $crate::store::StoreError> {
+                use sqlx::Row as _;
+                use $crate::domain::kpi::Replies;
+                use $crate::store::sql::corrupt;
+                let tallies = tallies.settled();
+                for ((prefix, side), c) in &tallies.current {
+                    sqlx::query(
+                        "INSERT INTO tallies_now (prefix, side, open, flagged_overdue, \
+                         flagged_escalated, orphans, discrepancies) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         ON CONFLICT (prefix, side) DO UPDATE SET \
+                         open = tallies_now.open + excluded.open, \
+                         flagged_overdue = tallies_now.flagged_overdue + excluded.flagged_overdue, \
+                         flagged_escalated = tallies_now.flagged_escalated + excluded.flagged_escalated, \
+                         orphans = tallies_now.orphans + excluded.orphans, \
+                         discrepancies = tallies_now.discrepancies + excluded.discrepancies",
+                    )
+                    .bind(prefix)
+                    .bind(side.as_str())
+                    .bind(c.open)
+                    .bind(c.flagged_overdue)
+                    .bind(c.flagged_escalated)
+                    .bind(c.orphans)
+                    .bind(c.discrepancies)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                for ((prefix, side, day), d) in &tallies.daily {
+                    let level = prefix.len() as i64;
+                    // Histograms merge in Rust: writers take turns, so
+                    // reading then writing is safe.
+                    let replies = if d.replies.is_empty() {
+                        None
+                    } else {
+                        let mut replies: Replies = match sqlx::query(
+                            "SELECT replies FROM tallies_daily \
+                             WHERE level = $1 AND prefix = $2 AND side = $3 AND day = $4",
+                        )
+                        .bind(level)
+                        .bind(prefix)
+                        .bind(side.as_str())
+                        .bind(*day)
+                        .fetch_optional(&mut **tx)
+                        .await?
+                        {
+                            Some(row) => serde_json::from_str(&row.try_get::<String, _>("replies")?)
+                                .map_err(corrupt)?,
+                            None => Replies::default(),
+                        };
+                        replies.merge(&d.replies);
+                        Some(serde_json::to_string(&replies).map_err(corrupt)?)
+                    };
+                    sqlx::query(
+                        "INSERT INTO tallies_daily (level, prefix, side, day, receipts_answered, \
+                         receipts_on_time, receipts_flagged, feedback_answered, feedback_flagged, \
+                         answers_answered, answers_on_time, answers_flagged, replies) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, COALESCE($13, '{}')) \
+                         ON CONFLICT (level, prefix, side, day) DO UPDATE SET \
+                         receipts_answered = tallies_daily.receipts_answered + excluded.receipts_answered, \
+                         receipts_on_time = tallies_daily.receipts_on_time + excluded.receipts_on_time, \
+                         receipts_flagged = tallies_daily.receipts_flagged + excluded.receipts_flagged, \
+                         feedback_answered = tallies_daily.feedback_answered + excluded.feedback_answered, \
+                         feedback_flagged = tallies_daily.feedback_flagged + excluded.feedback_flagged, \
+                         answers_answered = tallies_daily.answers_answered + excluded.answers_answered, \
+                         answers_on_time = tallies_daily.answers_on_time + excluded.answers_on_time, \
+                         answers_flagged = tallies_daily.answers_flagged + excluded.answers_flagged, \
+                         replies = COALESCE($13, tallies_daily.replies)",
+                    )
+                    .bind(level)
+                    .bind(prefix)
+                    .bind(side.as_str())
+                    .bind(*day)
+                    .bind(d.receipts_answered)
+                    .bind(d.receipts_on_time)
+                    .bind(d.receipts_flagged)
+                    .bind(d.feedback_answered)
+                    .bind(d.feedback_flagged)
+                    .bind(d.answers_answered)
+                    .bind(d.answers_on_time)
+                    .bind(d.answers_flagged)
+                    .bind(replies)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            /// The tallies of everything stored, counted from scratch.
+            async fn count_tallies(
+                tx: &mut sqlx::Transaction<'static, $db>,
+            ) -> Result<$crate::domain::tally::Tallies, $crate::store::StoreError> {
+                use sqlx::Row as _;
+                use tokio_stream::StreamExt as _;
+                use $crate::store::sql::{FACT_COLUMNS, obligation_facts};
+                let mut tallies = $crate::domain::tally::Tallies::default();
+                {
+                    let sql = format!("SELECT {FACT_COLUMNS} FROM obligations");
+                    let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&mut **tx);
+                    while let Some(row) = rows.next().await {
+                        tallies.obligation(&obligation_facts(&row?)?, 1);
+                    }
+                }
+                let mut rows = sqlx::query(
+                    "SELECT origin, destination, orphans, open_discrepancies FROM cases \
+                     WHERE orphans <> 0 OR open_discrepancies <> 0",
+                )
+                .fetch(&mut **tx);
+                while let Some(row) = rows.next().await {
+                    let row = row?;
+                    let destination: Option<String> = row.try_get("destination")?;
+                    tallies.case(
+                        &row.try_get::<String, _>("origin")?,
+                        destination.as_deref(),
+                        row.try_get("orphans")?,
+                        row.try_get("open_discrepancies")?,
+                        1,
+                    );
+                }
+                Ok(tallies.settled())
+            }
+
+            /// The tallies as stored.
+            async fn stored_tallies(
+                tx: &mut sqlx::Transaction<'static, $db>,
+            ) -> Result<$crate::domain::tally::Tallies, $crate::store::StoreError> {
+                use sqlx::Row as _;
+                use $crate::domain::kpi::Side;
+                use $crate::domain::tally::{Current, Tallies};
+                use $crate::store::sql::corrupt;
+                let side = |raw: String| Side::parse(&raw).ok_or_else(|| corrupt(format!("side {raw}")));
+                let mut tallies = Tallies::default();
+                for row in sqlx::query("SELECT * FROM tallies_now").fetch_all(&mut **tx).await? {
+                    tallies.current.insert(
+                        (row.try_get("prefix")?, side(row.try_get("side")?)?),
+                        Current {
+                            open: row.try_get("open")?,
+                            flagged_overdue: row.try_get("flagged_overdue")?,
+                            flagged_escalated: row.try_get("flagged_escalated")?,
+                            orphans: row.try_get("orphans")?,
+                            discrepancies: row.try_get("discrepancies")?,
+                        },
+                    );
+                }
+                for row in sqlx::query("SELECT * FROM tallies_daily").fetch_all(&mut **tx).await? {
+                    tallies.daily.insert(
+                        (row.try_get("prefix")?, side(row.try_get("side")?)?, row.try_get("day")?),
+                        $crate::store::sql::daily(&row)?,
+                    );
+                }
+                Ok(tallies.settled())
+            }
+
             /// Stores a message of the case and delivers it, with a RECEIPT
             /// obligation (due, escalates) per recipient that owes one. Returns the message's row id, or
             /// None when (sender, message_id) was already taken.
@@ -381,6 +659,7 @@ macro_rules! sql_store {
                 envelope: &[u8],
                 body: &str,
                 now_us: i64,
+                tallies: &mut $crate::domain::tally::Tallies,
             ) -> Result<Option<i64>, $crate::store::StoreError> {
                 use sqlx::Row as _;
                 let row = sqlx::query(
@@ -414,6 +693,20 @@ macro_rules! sql_store {
                     .await?
                     .try_get("seq")?;
                     if let Some((due_us, escalates_us)) = receipt {
+                        tallies.obligation(
+                            &$crate::domain::tally::ObligationFacts {
+                                class: $crate::domain::tally::Class::Receipt,
+                                debtor: recipient.clone(),
+                                creditor: sender.to_string(),
+                                state: "OPEN".into(),
+                                opened_us: now_us,
+                                due_us: *due_us,
+                                closed_us: None,
+                                flagged_overdue: false,
+                                flagged_escalated: false,
+                            },
+                            1,
+                        );
                         sqlx::query(
                             "INSERT INTO obligations (case_id, key, kind, debtor, creditor, state, \
                              opened_us, due_us, escalates_us, detail, delivery) \
@@ -454,6 +747,7 @@ macro_rules! sql_store {
                 use $crate::store::{Outcome, StoreError, from_us, to_us};
 
                 let (_guard, mut tx) = self.begin_write().await?;
+                let mut tallies = $crate::domain::tally::Tallies::default();
                 let now_us = to_us(now);
                 // What is stored, to the microsecond: a duplicate later
                 // answers exactly this.
@@ -580,6 +874,7 @@ macro_rules! sql_store {
                         &c.envelope,
                         &body,
                         now_us,
+                        &mut tallies,
                     )
                     .await?
                     .ok_or_else(|| corrupt("a message id taken within the write turn"))?;
@@ -589,8 +884,9 @@ macro_rules! sql_store {
                     outcomes.push(Outcome::Accepted { at });
                 }
                 for work in cases.values().filter(|w| w.dirty) {
-                    Self::persist_case(&mut tx, work, now_us).await?;
+                    Self::persist_case(&mut tx, work, now_us, &mut tallies).await?;
                 }
+                Self::write_tallies(&mut tx, tallies).await?;
                 tx.commit().await?;
                 Ok(outcomes)
             }
@@ -606,10 +902,11 @@ macro_rules! sql_store {
                 use sqlx::Row as _;
                 use $crate::domain::reconcile::ObligationKind;
                 use $crate::domain::{CaseKey, RegionCode, ResidentId};
-                use $crate::store::sql::{corrupt, threshold};
+                use $crate::store::sql::{FACT_COLUMNS, corrupt, obligation_facts, threshold};
                 use $crate::store::{ReminderDue, SYSTEM_SENDER, SweepReport, from_us, to_us};
 
                 let (_guard, mut tx) = self.begin_write().await?;
+                let mut tallies = $crate::domain::tally::Tallies::default();
                 let now_us = to_us(now);
                 let mut report = SweepReport::default();
 
@@ -631,7 +928,7 @@ macro_rules! sql_store {
                         origin: RegionCode::parse_format(&origin).map_err(corrupt)?,
                     };
                     let work = Self::load_case(&mut tx, &key, policy, now).await?;
-                    Self::persist_case(&mut tx, &work, now_us).await?;
+                    Self::persist_case(&mut tx, &work, now_us, &mut tallies).await?;
                     report.cases_reconciled += 1;
                 }
 
@@ -682,18 +979,36 @@ macro_rules! sql_store {
                             &bytes,
                             "{\"Reminder\":{\"about\":null}}",
                             now_us,
+                            &mut tallies,
                         )
                         .await?;
                         let column = if escalated {
-                            "UPDATE obligations SET reminded_escalated_us = $1 WHERE id = $2"
+                            "reminded_escalated_us"
                         } else {
-                            "UPDATE obligations SET reminded_overdue_us = $1 WHERE id = $2"
+                            "reminded_overdue_us"
                         };
-                        sqlx::query(column)
-                            .bind(now_us)
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
+                        let before = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "SELECT {FACT_COLUMNS} FROM obligations WHERE id = $1"
+                        )))
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        let before = obligation_facts(&before)?;
+                        let mut after = before.clone();
+                        if escalated {
+                            after.flagged_escalated = true;
+                        } else {
+                            after.flagged_overdue = true;
+                        }
+                        tallies.obligation(&before, -1);
+                        tallies.obligation(&after, 1);
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "UPDATE obligations SET {column} = $1 WHERE id = $2"
+                        )))
+                        .bind(now_us)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                         if inserted.is_some() {
                             if escalated {
                                 report.escalation_reminders += 1;
@@ -703,6 +1018,7 @@ macro_rules! sql_store {
                         }
                     }
                 }
+                Self::write_tallies(&mut tx, tallies).await?;
                 tx.commit().await?;
                 Ok(report)
             }
@@ -750,8 +1066,13 @@ macro_rules! sql_store {
                 messages: &[$crate::store::MessageRef],
                 now: time::OffsetDateTime,
             ) -> Result<u64, $crate::store::StoreError> {
+                use $crate::store::sql::{FACT_COLUMNS, obligation_facts};
                 let now_us = $crate::store::to_us(now);
-                let mut tx = self.pool.begin().await?;
+                // A writer like any other: the tallies it changes are
+                // read-modify-write.
+                let (_guard, mut tx) = self.begin_write().await?;
+                let mut tallies = $crate::domain::tally::Tallies::default();
+                let mut fulfilled = Vec::new();
                 let mut marked = 0;
                 // Receipt obligations first, while the deliveries still show
                 // which are newly received.
@@ -759,16 +1080,19 @@ macro_rules! sql_store {
                      state = CASE WHEN due_us >= $1 THEN 'FULFILLED_ON_TIME' ELSE 'FULFILLED_LATE' END, \
                      closed_us = $1, closed_by = 'acknowledged' \
                      WHERE state = 'OPEN' AND delivery IN ";
+                let returning = format!(" RETURNING {FACT_COLUMNS}");
                 if let Some(seq) = up_to_seq {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "{FULFIL}(SELECT seq FROM deliveries WHERE recipient = $2 AND seq <= $3 \
-                         AND received_us IS NULL)"
-                    )))
-                    .bind(now_us)
-                    .bind(recipient.as_str())
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?;
+                    fulfilled.extend(
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "{FULFIL}(SELECT seq FROM deliveries WHERE recipient = $2 AND seq <= $3 \
+                             AND received_us IS NULL){returning}"
+                        )))
+                        .bind(now_us)
+                        .bind(recipient.as_str())
+                        .bind(seq)
+                        .fetch_all(&mut *tx)
+                        .await?,
+                    );
                     marked += sqlx::query(
                         "UPDATE deliveries SET received_us = $1 \
                          WHERE recipient = $2 AND seq <= $3 AND received_us IS NULL",
@@ -784,13 +1108,15 @@ macro_rules! sql_store {
                     const THESE: &str = "(SELECT d.seq FROM deliveries d JOIN messages m ON m.id = d.message \
                          WHERE d.recipient = $2 AND d.received_us IS NULL \
                          AND m.sender = $3 AND m.message_id = $4)";
-                    sqlx::query(sqlx::AssertSqlSafe(format!("{FULFIL}{THESE}")))
-                        .bind(now_us)
-                        .bind(recipient.as_str())
-                        .bind(&m.sender)
-                        .bind(&m.message_id)
-                        .execute(&mut *tx)
-                        .await?;
+                    fulfilled.extend(
+                        sqlx::query(sqlx::AssertSqlSafe(format!("{FULFIL}{THESE}{returning}")))
+                            .bind(now_us)
+                            .bind(recipient.as_str())
+                            .bind(&m.sender)
+                            .bind(&m.message_id)
+                            .fetch_all(&mut *tx)
+                            .await?,
+                    );
                     marked += sqlx::query(sqlx::AssertSqlSafe(format!(
                         "UPDATE deliveries SET received_us = $1 WHERE seq IN {THESE}"
                     )))
@@ -802,6 +1128,17 @@ macro_rules! sql_store {
                     .await?
                     .rows_affected();
                 }
+                for row in &fulfilled {
+                    let after = obligation_facts(row)?;
+                    let before = $crate::domain::tally::ObligationFacts {
+                        state: "OPEN".into(),
+                        closed_us: None,
+                        ..after.clone()
+                    };
+                    tallies.obligation(&before, -1);
+                    tallies.obligation(&after, 1);
+                }
+                Self::write_tallies(&mut tx, tallies).await?;
                 tx.commit().await?;
                 Ok(marked)
             }
@@ -955,95 +1292,116 @@ macro_rules! sql_store {
                 $crate::store::StoreError,
             > {
                 use sqlx::Row as _;
+                use $crate::domain::tally::{Class, Current, Daily, Unflagged, shanghai_day, side_stats};
+                use $crate::store::sql::{corrupt, daily};
                 use $crate::store::{Side, to_us};
-                let mut stats: std::collections::BTreeMap<(String, Side), $crate::domain::kpi::SideStats> =
-                    std::collections::BTreeMap::new();
+                type Key = (String, Side);
+                let side = |raw: String| Side::parse(&raw).ok_or_else(|| corrupt(format!("side {raw}")));
                 // Office codes are digits: everything with the prefix sorts
                 // below the prefix followed by ':'.
                 let upper = format!("{}:", q.prefix);
-                let child_len = q.child_len as i64;
+                // Children are tallied down to counties; a county's offices
+                // share its code.
+                let level = q.child_len.min(6) as i64;
                 let now_us = to_us(q.now);
-                for (side, own, case_column) in [
-                    (Side::Debtor, "debtor", "destination"),
-                    (Side::Creditor, "creditor", "origin"),
-                ] {
-                    let open = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "SELECT substr({own}, 1, CAST($1 AS INTEGER)) AS g, CAST(COUNT(*) AS BIGINT) AS open, \
-                         CAST(SUM(CASE WHEN due_us < $2 THEN 1 ELSE 0 END) AS BIGINT) AS overdue, \
-                         CAST(SUM(CASE WHEN escalates_us < $2 THEN 1 ELSE 0 END) AS BIGINT) AS escalated \
-                         FROM obligations WHERE state = 'OPEN' AND {own} >= $3 AND {own} < $4 GROUP BY g"
+                let first_day = shanghai_day(to_us(q.window_start));
+                let last_day = shanghai_day(to_us(q.window_end) - 1);
+
+                let mut now: std::collections::BTreeMap<Key, Current> = Default::default();
+                for row in sqlx::query(
+                    "SELECT prefix, side, open, flagged_overdue, flagged_escalated, orphans, \
+                     discrepancies FROM tallies_now \
+                     WHERE prefix >= $1 AND prefix < $2 AND length(prefix) = $3",
+                )
+                .bind(&q.prefix)
+                .bind(&upper)
+                .bind(level)
+                .fetch_all(&self.pool)
+                .await?
+                {
+                    now.insert(
+                        (row.try_get("prefix")?, side(row.try_get("side")?)?),
+                        Current {
+                            open: row.try_get("open")?,
+                            flagged_overdue: row.try_get("flagged_overdue")?,
+                            flagged_escalated: row.try_get("flagged_escalated")?,
+                            orphans: row.try_get("orphans")?,
+                            discrepancies: row.try_get("discrepancies")?,
+                        },
+                    );
+                }
+                let mut days: std::collections::BTreeMap<Key, Daily> = Default::default();
+                for row in sqlx::query(
+                    "SELECT * FROM tallies_daily WHERE level = $1 AND prefix >= $2 AND prefix < $3 \
+                     AND day >= $4 AND day <= $5",
+                )
+                .bind(level)
+                .bind(&q.prefix)
+                .bind(&upper)
+                .bind(first_day)
+                .bind(last_day)
+                .fetch_all(&self.pool)
+                .await?
+                {
+                    days.entry((row.try_get("prefix")?, side(row.try_get("side")?)?))
+                        .or_default()
+                        .add(&daily(&row)?);
+                }
+                // What the sweeper has not flagged yet, through its own
+                // partial indexes: two fixed statements per side.
+                let mut unflagged: std::collections::BTreeMap<Key, Unflagged> = Default::default();
+                for (s, own) in [(Side::Debtor, "debtor"), (Side::Creditor, "creditor")] {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT substr({own}, 1, CAST($1 AS INTEGER)) AS g, kind, due_us FROM obligations \
+                         WHERE state = 'OPEN' AND reminded_overdue_us IS NULL AND due_us < $2 \
+                         AND {own} >= $3 AND {own} < $4"
                     )))
-                    .bind(child_len)
+                    .bind(level)
                     .bind(now_us)
                     .bind(&q.prefix)
                     .bind(&upper)
                     .fetch_all(&self.pool)
                     .await?;
-                    for row in open {
-                        let s = stats.entry((row.try_get("g")?, side)).or_default();
-                        s.open = row.try_get("open")?;
-                        s.overdue = row.try_get("overdue")?;
-                        s.escalated = row.try_get("escalated")?;
-                    }
-                    let window = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "SELECT substr({own}, 1, CAST($1 AS INTEGER)) AS g, kind, state, due_us, opened_us, closed_us \
-                         FROM obligations WHERE {own} >= $2 AND {own} < $3 \
-                         AND due_us >= $4 AND due_us < $5 AND state <> 'CANCELLED'"
-                    )))
-                    .bind(child_len)
-                    .bind(&q.prefix)
-                    .bind(&upper)
-                    .bind(to_us(q.window_start))
-                    .bind(to_us(q.window_end))
-                    .fetch_all(&self.pool)
-                    .await?;
-                    for row in window {
-                        let s = stats.entry((row.try_get("g")?, side)).or_default();
+                    for row in rows {
                         let kind: String = row.try_get("kind")?;
-                        let state: String = row.try_get("state")?;
-                        let due_us: i64 = row.try_get("due_us")?;
-                        let opened_us: i64 = row.try_get("opened_us")?;
-                        let closed_us: Option<i64> = row.try_get("closed_us")?;
-                        let on_time = state == "FULFILLED_ON_TIME";
-                        let given = on_time || state == "FULFILLED_LATE";
-                        match kind.as_str() {
-                            "RECEIPT" => {
-                                s.receipts_due += 1;
-                                s.receipts_on_time += i64::from(on_time);
-                            }
-                            _ => {
-                                if kind == "PERIODIC_FEEDBACK" {
-                                    s.feedback_due += 1;
-                                    s.feedback_given += i64::from(given);
-                                }
-                                if given || due_us < now_us {
-                                    s.answers_due += 1;
-                                    s.answers_on_time += i64::from(on_time);
-                                }
-                                if let (true, Some(closed)) = (given, closed_us) {
-                                    s.reply_seconds.push(((closed - opened_us) / 1_000_000).max(0));
-                                }
-                            }
-                        }
+                        let due_day = shanghai_day(row.try_get("due_us")?);
+                        unflagged
+                            .entry((row.try_get("g")?, s))
+                            .or_default()
+                            .overdue(Class::of_kind(&kind), (first_day..=last_day).contains(&due_day));
                     }
-                    let cases = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "SELECT substr({case_column}, 1, CAST($1 AS INTEGER)) AS g, \
-                         CAST(SUM(orphans) AS BIGINT) AS orphans, \
-                         CAST(SUM(open_discrepancies) AS BIGINT) AS discrepancies \
-                         FROM cases WHERE {case_column} >= $2 AND {case_column} < $3 GROUP BY g"
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT substr({own}, 1, CAST($1 AS INTEGER)) AS g FROM obligations \
+                         WHERE state = 'OPEN' AND reminded_escalated_us IS NULL AND escalates_us < $2 \
+                         AND {own} >= $3 AND {own} < $4"
                     )))
-                    .bind(child_len)
+                    .bind(level)
+                    .bind(now_us)
                     .bind(&q.prefix)
                     .bind(&upper)
                     .fetch_all(&self.pool)
                     .await?;
-                    for row in cases {
-                        let s = stats.entry((row.try_get("g")?, side)).or_default();
-                        s.orphans = row.try_get("orphans")?;
-                        s.open_discrepancies = row.try_get("discrepancies")?;
+                    for row in rows {
+                        unflagged.entry((row.try_get("g")?, s)).or_default().escalated += 1;
                     }
                 }
-                Ok(stats)
+                let keys: std::collections::BTreeSet<Key> = now
+                    .keys()
+                    .chain(days.keys())
+                    .chain(unflagged.keys())
+                    .cloned()
+                    .collect();
+                Ok(keys
+                    .into_iter()
+                    .map(|k| {
+                        let stats = side_stats(
+                            &now.get(&k).cloned().unwrap_or_default(),
+                            &days.get(&k).cloned().unwrap_or_default(),
+                            &unflagged.get(&k).cloned().unwrap_or_default(),
+                        );
+                        (k, stats)
+                    })
+                    .collect())
             }
 
             #[tracing::instrument(skip_all)]
@@ -1204,6 +1562,40 @@ macro_rules! sql_store {
                 .fetch_one(&self.pool)
                 .await?;
                 Ok((row.try_get("open")?, row.try_get("overdue")?))
+            }
+
+            async fn build_tallies(&self) -> Result<Option<u64>, $crate::store::StoreError> {
+                use sqlx::Row as _;
+                let (_guard, mut tx) = self.begin_write().await?;
+                let built: i64 = sqlx::query("SELECT COUNT(*) AS n FROM tallies_built")
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("n")?;
+                if built > 0 {
+                    return Ok(None);
+                }
+                let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM obligations")
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("n")?;
+                sqlx::query("DELETE FROM tallies_now").execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM tallies_daily").execute(&mut *tx).await?;
+                let tallies = Self::count_tallies(&mut tx).await?;
+                Self::write_tallies(&mut tx, tallies).await?;
+                sqlx::query("INSERT INTO tallies_built (built_us) VALUES ($1)")
+                    .bind($crate::store::to_us(time::OffsetDateTime::now_utc()))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(n as u64))
+            }
+
+            async fn check_tallies(&self) -> Result<Option<String>, $crate::store::StoreError> {
+                let (_guard, mut tx) = self.begin_write().await?;
+                let counted = Self::count_tallies(&mut tx).await?;
+                let stored = Self::stored_tallies(&mut tx).await?;
+                tx.rollback().await?;
+                Ok($crate::domain::tally::difference(&stored, &counted))
             }
 
             fn pool_use(&self) -> (u32, u32) {

@@ -366,6 +366,12 @@ impl TestServer {
     /// Stops the server and drops its PostgreSQL database.
     pub async fn finish(mut self) {
         self.shutdown().await;
+        // Whatever the test did, the backlog tallies must equal a recount.
+        let store = twoplace::store::connect(&self.url).await.unwrap();
+        if let Some(difference) = store.check_tallies().await.unwrap() {
+            panic!("the tallies differ from a recount:\n{difference}");
+        }
+        drop(store);
         if let Some((admin_url, name)) = self.database.take() {
             let pool = sqlx::PgPool::connect(&admin_url).await.unwrap();
             sqlx::query(sqlx::AssertSqlSafe(format!(

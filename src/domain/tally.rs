@@ -1,0 +1,459 @@
+//! Tallies: the counts a backlog needs, kept as running sums per region
+//! (province, city and county prefixes), side and due day, so that a
+//! province's backlog reads a few thousand small rows instead of counting
+//! millions of obligations. Pure: the store says what an obligation or case
+//! row was and what it became; this says what that adds to which counter.
+//!
+//! "Overdue" and "escalated" are counted here once the sweeper has flagged
+//! an obligation (its reminder went out); what is past due but not yet
+//! flagged — the sweeper's lag — is counted from the obligations themselves
+//! through the sweeper's own partial indexes, so the sum is exact at any
+//! instant.
+
+use std::collections::BTreeMap;
+
+use super::kpi::{Replies, Side, SideStats};
+
+/// The region levels tallied: province, city, county (an office's code is
+/// its county's).
+pub const LEVELS: [usize; 3] = [2, 4, 6];
+
+const DAY_US: i64 = 86_400_000_000;
+/// Days are counted in China Standard Time (UTC+8, no daylight saving).
+const SHANGHAI_OFFSET_US: i64 = 8 * 3_600_000_000;
+
+/// The Shanghai calendar day of an instant, as days since 1970-01-01.
+pub fn shanghai_day(us: i64) -> i64 {
+    (us + SHANGHAI_OFFSET_US).div_euclid(DAY_US)
+}
+
+/// The instant a Shanghai day begins.
+pub fn day_start_us(day: i64) -> i64 {
+    day * DAY_US - SHANGHAI_OFFSET_US
+}
+
+/// What an obligation counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Receipt,
+    Feedback,
+    /// Any other answer owed (confirmation, verification, request).
+    Answer,
+}
+
+impl Class {
+    pub fn of_kind(kind: &str) -> Class {
+        match kind {
+            "RECEIPT" => Class::Receipt,
+            "PERIODIC_FEEDBACK" => Class::Feedback,
+            _ => Class::Answer,
+        }
+    }
+}
+
+/// One obligation row, as far as tallies care.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObligationFacts {
+    pub class: Class,
+    pub debtor: String,
+    pub creditor: String,
+    /// OPEN, FULFILLED_ON_TIME, FULFILLED_LATE or CANCELLED.
+    pub state: String,
+    pub opened_us: i64,
+    pub due_us: i64,
+    pub closed_us: Option<i64>,
+    /// The sweeper has sent its overdue (escalation) reminder.
+    pub flagged_overdue: bool,
+    pub flagged_escalated: bool,
+}
+
+/// Counts that hold now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Current {
+    pub open: i64,
+    pub flagged_overdue: i64,
+    pub flagged_escalated: i64,
+    pub orphans: i64,
+    pub discrepancies: i64,
+}
+
+impl Current {
+    fn add(&mut self, o: &Current) {
+        self.open += o.open;
+        self.flagged_overdue += o.flagged_overdue;
+        self.flagged_escalated += o.flagged_escalated;
+        self.orphans += o.orphans;
+        self.discrepancies += o.discrepancies;
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == Current::default()
+    }
+}
+
+/// Counts of the obligations due on one day (cancelled ones never count).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Daily {
+    pub receipts_answered: i64,
+    pub receipts_on_time: i64,
+    pub receipts_flagged: i64,
+    pub feedback_answered: i64,
+    pub feedback_flagged: i64,
+    /// Every answer but receipts (feedback included).
+    pub answers_answered: i64,
+    pub answers_on_time: i64,
+    pub answers_flagged: i64,
+    /// Reply times of the answers given.
+    pub replies: Replies,
+}
+
+impl Daily {
+    pub fn add(&mut self, o: &Daily) {
+        self.receipts_answered += o.receipts_answered;
+        self.receipts_on_time += o.receipts_on_time;
+        self.receipts_flagged += o.receipts_flagged;
+        self.feedback_answered += o.feedback_answered;
+        self.feedback_flagged += o.feedback_flagged;
+        self.answers_answered += o.answers_answered;
+        self.answers_on_time += o.answers_on_time;
+        self.answers_flagged += o.answers_flagged;
+        self.replies.merge(&o.replies);
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.receipts_answered == 0
+            && self.receipts_on_time == 0
+            && self.receipts_flagged == 0
+            && self.feedback_answered == 0
+            && self.feedback_flagged == 0
+            && self.answers_answered == 0
+            && self.answers_on_time == 0
+            && self.answers_flagged == 0
+            && self.replies.is_empty()
+    }
+}
+
+/// Changes to tallies, collected over a transaction and written at its end.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Tallies {
+    pub current: BTreeMap<(String, Side), Current>,
+    pub daily: BTreeMap<(String, Side, i64), Daily>,
+}
+
+impl Tallies {
+    /// Adds (`sign` 1) or takes away (-1) what an obligation row counts for.
+    pub fn obligation(&mut self, o: &ObligationFacts, sign: i64) {
+        let open = o.state == "OPEN";
+        let on_time = o.state == "FULFILLED_ON_TIME";
+        let answered = on_time || o.state == "FULFILLED_LATE";
+        let now = Current {
+            open: i64::from(open) * sign,
+            flagged_overdue: i64::from(open && o.flagged_overdue) * sign,
+            flagged_escalated: i64::from(open && o.flagged_escalated) * sign,
+            ..Current::default()
+        };
+        let flagged = open && o.flagged_overdue;
+        let mut day = Daily::default();
+        match o.class {
+            Class::Receipt => {
+                day.receipts_answered = i64::from(answered) * sign;
+                day.receipts_on_time = i64::from(on_time) * sign;
+                day.receipts_flagged = i64::from(flagged) * sign;
+            }
+            Class::Feedback | Class::Answer => {
+                if o.class == Class::Feedback {
+                    day.feedback_answered = i64::from(answered) * sign;
+                    day.feedback_flagged = i64::from(flagged) * sign;
+                }
+                day.answers_answered = i64::from(answered) * sign;
+                day.answers_on_time = i64::from(on_time) * sign;
+                day.answers_flagged = i64::from(flagged) * sign;
+                if let (true, Some(closed)) = (answered, o.closed_us) {
+                    day.replies
+                        .add(((closed - o.opened_us) / 1_000_000).max(0), sign);
+                }
+            }
+        }
+        let due_day = shanghai_day(o.due_us);
+        for (side, office) in [(Side::Debtor, &o.debtor), (Side::Creditor, &o.creditor)] {
+            for prefix in prefixes(office) {
+                if !now.is_zero() {
+                    self.current
+                        .entry((prefix.to_string(), side))
+                        .or_default()
+                        .add(&now);
+                }
+                if !day.is_zero() {
+                    self.daily
+                        .entry((prefix.to_string(), side, due_day))
+                        .or_default()
+                        .add(&day);
+                }
+            }
+        }
+    }
+
+    /// Adds or takes away a case's orphans and open discrepancies: the
+    /// destination's as debtor, the origin's as creditor.
+    pub fn case(
+        &mut self,
+        origin: &str,
+        destination: Option<&str>,
+        orphans: i64,
+        discrepancies: i64,
+        sign: i64,
+    ) {
+        if orphans == 0 && discrepancies == 0 {
+            return;
+        }
+        let counts = Current {
+            orphans: orphans * sign,
+            discrepancies: discrepancies * sign,
+            ..Current::default()
+        };
+        let sides = [(Side::Creditor, Some(origin)), (Side::Debtor, destination)];
+        for (side, office) in sides {
+            for prefix in office.into_iter().flat_map(prefixes) {
+                self.current
+                    .entry((prefix.to_string(), side))
+                    .or_default()
+                    .add(&counts);
+            }
+        }
+    }
+
+    /// Leaves out what adds up to nothing, so unchanged rows are not written.
+    pub fn settled(mut self) -> Tallies {
+        self.current.retain(|_, c| !c.is_zero());
+        self.daily.retain(|_, d| !d.is_zero());
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.current.is_empty() && self.daily.is_empty()
+    }
+}
+
+/// Open obligations past due that the sweeper has not flagged yet, counted
+/// from the obligations themselves (few: the sweeper's lag).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unflagged {
+    pub overdue: i64,
+    pub escalated: i64,
+    /// Of the overdue ones, those due within the window, by class.
+    pub receipts: i64,
+    pub feedback: i64,
+    pub answers: i64,
+}
+
+impl Unflagged {
+    /// Counts one open obligation past due and not flagged overdue.
+    pub fn overdue(&mut self, class: Class, in_window: bool) {
+        self.overdue += 1;
+        if in_window {
+            match class {
+                Class::Receipt => self.receipts += 1,
+                Class::Feedback => {
+                    self.feedback += 1;
+                    self.answers += 1;
+                }
+                Class::Answer => self.answers += 1,
+            }
+        }
+    }
+}
+
+/// A region's backlog counts: the tallies of now and of the window's days,
+/// plus what the sweeper has not flagged yet. Overdue answers count as due
+/// whether flagged or not; answered ones count whenever they were answered.
+pub fn side_stats(now: &Current, days: &Daily, unflagged: &Unflagged) -> SideStats {
+    SideStats {
+        open: now.open,
+        overdue: now.flagged_overdue + unflagged.overdue,
+        escalated: now.flagged_escalated + unflagged.escalated,
+        orphans: now.orphans,
+        open_discrepancies: now.discrepancies,
+        receipts_due: days.receipts_answered + days.receipts_flagged + unflagged.receipts,
+        receipts_on_time: days.receipts_on_time,
+        feedback_due: days.feedback_answered + days.feedback_flagged + unflagged.feedback,
+        feedback_given: days.feedback_answered,
+        answers_due: days.answers_answered + days.answers_flagged + unflagged.answers,
+        answers_on_time: days.answers_on_time,
+        replies: days.replies.clone(),
+    }
+}
+
+/// What differs between stored and recounted tallies, if anything.
+pub fn difference(stored: &Tallies, counted: &Tallies) -> Option<String> {
+    let mut lines = Vec::new();
+    differences("now", &stored.current, &counted.current, &mut lines);
+    differences("day", &stored.daily, &counted.daily, &mut lines);
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+fn differences<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
+    what: &str,
+    stored: &BTreeMap<K, V>,
+    counted: &BTreeMap<K, V>,
+    lines: &mut Vec<String>,
+) {
+    let keys: std::collections::BTreeSet<&K> = stored.keys().chain(counted.keys()).collect();
+    for k in keys {
+        let (s, c) = (stored.get(k), counted.get(k));
+        if s != c {
+            lines.push(format!("{what} {k:?}: stored {s:?}, counted {c:?}"));
+        }
+    }
+}
+
+/// The tallied prefixes of an office code (all three for a 6-digit code).
+fn prefixes(office: &str) -> impl Iterator<Item = &str> {
+    LEVELS
+        .into_iter()
+        .filter(move |&n| office.len() >= n && office.is_char_boundary(n))
+        .map(move |n| &office[..n])
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn facts(class: Class, state: &str, flagged: bool) -> ObligationFacts {
+        ObligationFacts {
+            class,
+            debtor: "310112".into(),
+            creditor: "341502".into(),
+            state: state.into(),
+            opened_us: 0,
+            due_us: 10 * DAY_US,
+            closed_us: (state != "OPEN").then_some(3 * DAY_US),
+            flagged_overdue: flagged,
+            flagged_escalated: false,
+        }
+    }
+
+    #[test]
+    fn days_turn_at_midnight_in_shanghai() {
+        // 2024-03-01 15:59:59 UTC is 23:59:59 in Shanghai; a second later
+        // it is the next day there.
+        let before = 1_709_308_799 * 1_000_000;
+        assert_eq!(shanghai_day(before) + 1, shanghai_day(before + 1_000_000));
+        assert_eq!(
+            day_start_us(shanghai_day(before + 1_000_000)),
+            before + 1_000_000
+        );
+    }
+
+    #[test]
+    fn an_obligation_counts_on_both_sides_at_every_level() {
+        let mut t = Tallies::default();
+        t.obligation(&facts(Class::Answer, "OPEN", true), 1);
+        for prefix in ["31", "3101", "310112"] {
+            let c = &t.current[&(prefix.to_string(), Side::Debtor)];
+            assert_eq!((c.open, c.flagged_overdue), (1, 1));
+            assert_eq!(
+                t.daily[&(prefix.to_string(), Side::Debtor, 10)].answers_flagged,
+                1
+            );
+        }
+        for prefix in ["34", "3415", "341502"] {
+            assert_eq!(t.current[&(prefix.to_string(), Side::Creditor)].open, 1);
+        }
+        assert_eq!(t.current.len(), 6);
+    }
+
+    #[test]
+    fn an_answer_moves_counts_and_records_its_reply_time() {
+        let mut t = Tallies::default();
+        t.obligation(&facts(Class::Feedback, "OPEN", true), -1);
+        t.obligation(&facts(Class::Feedback, "FULFILLED_LATE", false), 1);
+        let t = t.settled();
+        assert!(
+            t.current
+                .values()
+                .all(|c| c.open == -1 && c.flagged_overdue == -1)
+        );
+        let d = &t.daily[&("310112".to_string(), Side::Debtor, 10)];
+        assert_eq!((d.feedback_flagged, d.feedback_answered), (-1, 1));
+        assert_eq!(
+            (d.answers_flagged, d.answers_answered, d.answers_on_time),
+            (-1, 1, 0)
+        );
+        let median = d.replies.percentile(0.5).unwrap();
+        assert!((median - 3.0 * 86_400.0).abs() < 0.01 * 3.0 * 86_400.0);
+    }
+
+    #[test]
+    fn cancelled_obligations_count_for_nothing() {
+        let mut t = Tallies::default();
+        t.obligation(&facts(Class::Receipt, "CANCELLED", false), 1);
+        assert!(t.settled().is_empty());
+    }
+
+    #[test]
+    fn case_findings_count_for_origin_and_destination() {
+        let mut t = Tallies::default();
+        t.case("341502", Some("310112"), 1, 2, 1);
+        t.case("341502", None, 1, 0, -1);
+        let t = t.settled();
+        assert_eq!(
+            t.current[&("34".to_string(), Side::Creditor)].discrepancies,
+            2
+        );
+        assert_eq!(t.current[&("34".to_string(), Side::Creditor)].orphans, 0);
+        assert_eq!(t.current[&("3101".to_string(), Side::Debtor)].orphans, 1);
+    }
+
+    fn any_facts() -> impl Strategy<Value = ObligationFacts> {
+        (
+            prop_oneof![
+                Just(Class::Receipt),
+                Just(Class::Feedback),
+                Just(Class::Answer)
+            ],
+            prop_oneof![
+                Just("OPEN"),
+                Just("FULFILLED_ON_TIME"),
+                Just("FULFILLED_LATE"),
+                Just("CANCELLED")
+            ],
+            0i64..100,
+            0i64..100,
+            any::<(bool, bool)>(),
+        )
+            .prop_map(
+                |(class, state, due_day, reply_days, (fo, fe))| ObligationFacts {
+                    class,
+                    debtor: "310112".into(),
+                    creditor: "341502".into(),
+                    state: state.into(),
+                    opened_us: 0,
+                    due_us: due_day * DAY_US,
+                    closed_us: (state != "OPEN").then_some(reply_days * DAY_US),
+                    flagged_overdue: fo,
+                    flagged_escalated: fe,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config())]
+
+        /// Whatever a row goes through, taking away what it was and adding
+        /// what it is leaves the tallies of its final state alone.
+        #[test]
+        fn changes_add_up_to_the_final_state(history in proptest::collection::vec(any_facts(), 1..8)) {
+            let mut changes = Tallies::default();
+            changes.obligation(&history[0], 1);
+            for pair in history.windows(2) {
+                changes.obligation(&pair[0], -1);
+                changes.obligation(&pair[1], 1);
+            }
+            let mut last = Tallies::default();
+            last.obligation(history.last().unwrap(), 1);
+            prop_assert_eq!(changes.settled(), last.settled());
+        }
+    }
+}
