@@ -86,6 +86,10 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Measure ingest, transport, fan-out and backlog queries against their
+    /// ceilings, on SQLite and PostgreSQL (see BENCHMARKS.md). --quick for a
+    /// smoke run.
+    Bench(cli::bench::BenchArgs),
     /// Show the built-in policy (a starting point for --policy FILE).
     Policy {
         #[command(subcommand)]
@@ -277,6 +281,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Obligations(args) => client(cli::case::obligations(&connect, args)),
         Command::Simulate(args) => client(cli::simulate::run(&connect, args)),
         Command::Backlog(args) => client(cli::backlog::run(&connect, args)),
+        Command::Bench(args) => client(cli::bench::run(args)),
         Command::Admin {
             command: AdminCommand::Token(args),
         } => cli::admin::token(&connect, args).map(|()| 0),

@@ -19,8 +19,10 @@ CREATE TABLE tallies_now (
 
 -- What fell due on each day (Shanghai time): answered, on time, flagged
 -- overdue while open, and a histogram of reply times (JSON, bucket → count).
+-- Keyed by the parent region first, so a region's children over a window
+-- of days are one contiguous range.
 CREATE TABLE tallies_daily (
-    level BIGINT NOT NULL,
+    parent TEXT COLLATE "C" NOT NULL,
     prefix TEXT COLLATE "C" NOT NULL,
     side TEXT NOT NULL,
     day BIGINT NOT NULL,
@@ -33,7 +35,7 @@ CREATE TABLE tallies_daily (
     answers_on_time BIGINT NOT NULL,
     answers_flagged BIGINT NOT NULL,
     replies TEXT NOT NULL,
-    PRIMARY KEY (level, prefix, side, day)
+    PRIMARY KEY (parent, day, prefix, side)
 );
 
 -- One row once the tallies have been filled from the existing rows.

@@ -15,12 +15,14 @@ CREATE TABLE tallies_now (
     orphans INTEGER NOT NULL,
     discrepancies INTEGER NOT NULL,
     PRIMARY KEY (prefix, side)
-);
+) WITHOUT ROWID;
 
 -- What fell due on each day (Shanghai time): answered, on time, flagged
 -- overdue while open, and a histogram of reply times (JSON, bucket → count).
+-- Keyed by the parent region first, so a region's children over a window
+-- of days are one contiguous range.
 CREATE TABLE tallies_daily (
-    level INTEGER NOT NULL,
+    parent TEXT NOT NULL,
     prefix TEXT NOT NULL,
     side TEXT NOT NULL,
     day INTEGER NOT NULL,
@@ -33,8 +35,8 @@ CREATE TABLE tallies_daily (
     answers_on_time INTEGER NOT NULL,
     answers_flagged INTEGER NOT NULL,
     replies TEXT NOT NULL,
-    PRIMARY KEY (level, prefix, side, day)
-);
+    PRIMARY KEY (parent, day, prefix, side)
+) WITHOUT ROWID;
 
 -- One row once the tallies have been filled from the existing rows.
 CREATE TABLE tallies_built (

@@ -3,6 +3,8 @@
 
 pub mod admin;
 pub mod backlog;
+pub mod bench;
+pub mod bench_load;
 pub mod case;
 pub mod csv_rows;
 pub mod inbox;

@@ -71,6 +71,12 @@ const DESTINATIONS: [(&str, u32); 10] = [
     ("440307", 2), // 深圳 龙岗区
     ("441900", 1), // 东莞市
 ];
+/// Every office the simulation acts for.
+pub const OFFICES: [&str; 17] = [
+    "341502", "341503", "341504", "341522", "341523", "341524", "341525", "310112", "310114",
+    "310115", "310117", "320583", "330109", "440106", "440306", "440307", "441900",
+];
+
 const SURNAMES: [&str; 12] = [
     "张", "王", "李", "赵", "刘", "陈", "杨", "黄", "周", "吴", "徐", "孙",
 ];
@@ -548,34 +554,7 @@ pub async fn run(connect: &Connect, args: SimulateArgs) -> Result<i32> {
     };
     let expected = expected(&cases, &policy, now)?;
 
-    // What each office sends, in its own order; a few messages twice, and
-    // some cases' answers ahead of their questions.
-    let mut rng = Rng::new(args.seed, u64::MAX);
-    let mut by_office: BTreeMap<String, Vec<(std::time::Duration, proto::Envelope)>> =
-        BTreeMap::new();
-    let mut messages = 0;
-    let mut duplicates = 0;
-    for (_, story) in &cases {
-        for m in story {
-            messages += 1;
-            let queue = by_office.entry(m.sender.clone()).or_default();
-            queue.push((m.delay, m.envelope.clone()));
-            if rng.chance(0.02) {
-                queue.push((m.delay, m.envelope.clone()));
-                duplicates += 1;
-            }
-        }
-    }
-    for queue in by_office.values_mut() {
-        // Local reordering: swap neighbours now and then; a paced drill
-        // then sends in the order of the delays.
-        for i in 1..queue.len() {
-            if rng.chance(0.1) {
-                queue.swap(i - 1, i);
-            }
-        }
-        queue.sort_by_key(|(delay, _)| *delay);
-    }
+    let (by_office, messages, duplicates) = queues(&cases, args.seed);
     let summary = Summary {
         cases: cases.len(),
         messages,
@@ -611,6 +590,65 @@ pub async fn run(connect: &Connect, args: SimulateArgs) -> Result<i32> {
     }
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(0)
+}
+
+/// What each office sends, in its own order; a few messages twice, and
+/// some cases' answers ahead of their questions. Also the number of
+/// messages and of duplicates.
+#[allow(clippy::type_complexity)]
+fn queues(
+    cases: &[(CaseKey, Vec<Sent>)],
+    seed: u64,
+) -> (
+    BTreeMap<String, Vec<(std::time::Duration, proto::Envelope)>>,
+    usize,
+    usize,
+) {
+    let mut rng = Rng::new(seed, u64::MAX);
+    let mut by_office: BTreeMap<String, Vec<(std::time::Duration, proto::Envelope)>> =
+        BTreeMap::new();
+    let mut messages = 0;
+    let mut duplicates = 0;
+    for (_, story) in cases {
+        for m in story {
+            messages += 1;
+            let queue = by_office.entry(m.sender.clone()).or_default();
+            queue.push((m.delay, m.envelope.clone()));
+            if rng.chance(0.02) {
+                queue.push((m.delay, m.envelope.clone()));
+                duplicates += 1;
+            }
+        }
+    }
+    for queue in by_office.values_mut() {
+        // Local reordering: swap neighbours now and then; a paced drill
+        // then sends in the order of the delays.
+        for i in 1..queue.len() {
+            if rng.chance(0.1) {
+                queue.swap(i - 1, i);
+            }
+        }
+        queue.sort_by_key(|(delay, _)| *delay);
+    }
+    (by_office, messages, duplicates)
+}
+
+/// The simulated traffic of `cases` people, per sending office, without
+/// pacing: what `twoplace bench` publishes.
+pub fn traffic(
+    cases: usize,
+    seed: u64,
+    now: OffsetDateTime,
+) -> BTreeMap<String, Vec<proto::Envelope>> {
+    let mut taken = HashSet::new();
+    let stories: Vec<(CaseKey, Vec<Sent>)> = (0..cases)
+        .map(|i| story(i, seed, now, 4, None, &mut taken))
+        .collect();
+    queues(&stories, seed)
+        .0
+        .into_iter()
+        .map(|(office, queue)| (office, queue.into_iter().map(|(_, e)| e).collect()))
+        .collect()
 }
 
 /// One client per office, all at once.

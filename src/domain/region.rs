@@ -133,6 +133,24 @@ pub fn name_of_prefix(prefix: &str) -> Option<String> {
     }
 }
 
+/// The county-level codes in use today under a prefix, in code order.
+pub fn counties_within(prefix: &str) -> Vec<&'static str> {
+    let mut codes: Vec<&'static str> = REGIONS_TSV
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            match cols.as_slice() {
+                [code, _, "county", _, "current"] if code.starts_with(prefix) => Some(*code),
+                _ => None,
+            }
+        })
+        .collect();
+    codes.sort_unstable();
+    codes.dedup();
+    codes
+}
+
 impl fmt::Display for RegionPrefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -23,7 +23,9 @@ use crate::domain::{Message, Policy, RegionCode, Violation};
 pub const SYSTEM_SENDER: &str = "twoplace";
 
 pub use postgres::PgStore;
-pub use sql::list_obligations_sql;
+pub use sql::{
+    TALLIES_DAILY_SQL, TALLIES_NOW_SQL, list_obligations_sql, overdue_in_region_sql, unflagged_sql,
+};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

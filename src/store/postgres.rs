@@ -17,6 +17,12 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// The connection pool, with this store's settings (for benchmarks
+    /// that measure the database's own ceiling).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(16)

@@ -27,6 +27,9 @@ pub(crate) struct CaseWork {
     /// discrepancies as stored.
     pub origin: String,
     pub counted: (Option<String>, i64, i64),
+    /// The stored standing of its messages by (sender, message id); a
+    /// message stored in this transaction is ACTIVE.
+    pub standings: HashMap<(String, String), String>,
     pub dirty: bool,
 }
 
@@ -65,8 +68,16 @@ where
         answers_answered: row.try_get("answers_answered")?,
         answers_on_time: row.try_get("answers_on_time")?,
         answers_flagged: row.try_get("answers_flagged")?,
-        replies: serde_json::from_str(&replies).map_err(corrupt)?,
+        replies: replies_of(&replies)?,
     })
+}
+
+/// A stored reply histogram: JSON, or '' for none yet.
+pub(crate) fn replies_of(text: &str) -> Result<crate::domain::kpi::Replies, StoreError> {
+    if text.is_empty() {
+        return Ok(Default::default());
+    }
+    serde_json::from_str(text).map_err(corrupt)
 }
 
 /// The columns tallies read, for [`obligation_facts`].
@@ -226,6 +237,48 @@ pub fn list_obligations_sql(as_debtor: bool, overdue_only: bool) -> String {
     )
 }
 
+/// The backlog's tallies of now for a region's children. Binds: $1/$2 the
+/// prefix range, $3 the children's code length.
+pub const TALLIES_NOW_SQL: &str = "SELECT prefix, side, open, flagged_overdue, \
+     flagged_escalated, orphans, discrepancies FROM tallies_now \
+     WHERE prefix >= $1 AND prefix < $2 AND length(prefix) = $3";
+
+/// The backlog's daily tallies for a region's children: one index range.
+/// Binds: $1 their parent, $2/$3 the first and last day, $4/$5 the prefix
+/// range (a county's row among its city's).
+pub const TALLIES_DAILY_SQL: &str = "SELECT * FROM tallies_daily WHERE parent = $1 \
+     AND day >= $2 AND day <= $3 AND prefix >= $4 AND prefix < $5";
+
+/// Open obligations past due (or past escalation) the sweeper has not
+/// flagged yet, on one side: through the sweeper's partial indexes. Binds:
+/// $1 the children's code length, $2 now, $3/$4 the prefix range.
+pub fn unflagged_sql(own: &str, escalated: bool) -> String {
+    let (flag, time, extra) = if escalated {
+        ("reminded_escalated_us", "escalates_us", "")
+    } else {
+        ("reminded_overdue_us", "due_us", ", kind, due_us")
+    };
+    // `|| ''` keeps the office indexes out of it: the partial index of
+    // what is not yet flagged is the small one.
+    format!(
+        "SELECT substr({own}, 1, CAST($1 AS INTEGER)) AS g{extra} FROM obligations \
+         WHERE state = 'OPEN' AND {flag} IS NULL AND {time} < $2 \
+         AND {own} || '' >= $3 AND {own} || '' < $4"
+    )
+}
+
+/// A region's overdue obligations, oldest first, keyset-paged. Binds: $1/$2
+/// the prefix range, $3 now, $4/$5 the keyset, $6 the limit.
+pub fn overdue_in_region_sql() -> String {
+    format!(
+        "SELECT {OBLIGATION_COLUMNS}, c.state AS case_state \
+         FROM obligations o JOIN cases c ON c.id = o.case_id \
+         WHERE o.state = 'OPEN' AND o.debtor >= $1 AND o.debtor < $2 AND o.due_us < $3 \
+         AND (o.due_us > $4 OR (o.due_us = $4 AND o.id > $5)) \
+         ORDER BY o.due_us, o.id LIMIT $6"
+    )
+}
+
 /// The threshold a reminder is about, as named in its message id.
 pub(crate) fn threshold(escalated: bool) -> &'static str {
     if escalated { "escalated" } else { "overdue" }
@@ -275,13 +328,14 @@ macro_rules! sql_store {
                     flags: std::collections::HashMap::new(),
                     origin: case.origin.to_string(),
                     counted,
+                    standings: std::collections::HashMap::new(),
                     dirty: false,
                 };
                 let Some(id) = id else {
                     return Ok(work);
                 };
                 let rows = sqlx::query(
-                    "SELECT message_id, sender, recipient, accepted_us, body FROM messages \
+                    "SELECT message_id, sender, recipient, accepted_us, body, standing FROM messages \
                      WHERE case_id = $1 AND sender <> $2 ORDER BY id",
                 )
                 .bind(id)
@@ -293,6 +347,10 @@ macro_rules! sql_store {
                     let sender: String = row.try_get("sender")?;
                     let recipient: String = row.try_get("recipient")?;
                     let body: String = row.try_get("body")?;
+                    work.standings.insert(
+                        (sender.clone(), message_id.clone()),
+                        row.try_get("standing")?,
+                    );
                     work.messages.push(Recorded {
                         id: MessageId::parse(&message_id).map_err(corrupt)?,
                         sender: RegionCode::parse_format(&sender).map_err(corrupt)?,
@@ -475,6 +533,15 @@ macro_rules! sql_store {
                     }
                 }
                 for ((sender, id), standing) in &r.standings {
+                    // Only what changed: a round trip per message of the
+                    // case would dominate a publish on PostgreSQL.
+                    let stored = work
+                        .standings
+                        .get(&(sender.as_str().to_string(), id.as_str().to_string()))
+                        .map_or("ACTIVE", String::as_str);
+                    if stored == standing.as_str() {
+                        continue;
+                    }
                     sqlx::query(
                         "UPDATE messages SET standing = $1 \
                          WHERE sender = $2 AND message_id = $3 AND standing <> $1",
@@ -488,8 +555,10 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            /// Adds a transaction's changes to the stored tallies. Rows are
-            /// written in key order, so concurrent writers cannot deadlock.
+            /// Adds a transaction's changes to the stored tallies: one
+            /// statement per table and thousand rows, in key order (so
+            /// concurrent writers cannot deadlock). Reply histograms merge in
+            /// Rust: writers take turns, so reading then writing is safe.
             async fn write_tallies(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 tallies: $crate::domain::tally::Tallies,
@@ -497,59 +566,98 @@ macro_rules! sql_store {
                 use sqlx::Row as _;
                 use $crate::domain::kpi::Replies;
                 use $crate::store::sql::corrupt;
+                const ROWS: usize = 1000;
                 let tallies = tallies.settled();
-                for ((prefix, side), c) in &tallies.current {
-                    sqlx::query(
+                let current: Vec<_> = tallies.current.iter().collect();
+                for chunk in current.chunks(ROWS) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO tallies_now (prefix, side, open, flagged_overdue, \
-                         flagged_escalated, orphans, discrepancies) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                         ON CONFLICT (prefix, side) DO UPDATE SET \
+                         flagged_escalated, orphans, discrepancies) ",
+                    );
+                    q.push_values(chunk, |mut b, ((prefix, side), c)| {
+                        b.push_bind(prefix.clone())
+                            .push_bind(side.as_str())
+                            .push_bind(c.open)
+                            .push_bind(c.flagged_overdue)
+                            .push_bind(c.flagged_escalated)
+                            .push_bind(c.orphans)
+                            .push_bind(c.discrepancies);
+                    });
+                    q.push(
+                        " ON CONFLICT (prefix, side) DO UPDATE SET \
                          open = tallies_now.open + excluded.open, \
                          flagged_overdue = tallies_now.flagged_overdue + excluded.flagged_overdue, \
                          flagged_escalated = tallies_now.flagged_escalated + excluded.flagged_escalated, \
                          orphans = tallies_now.orphans + excluded.orphans, \
                          discrepancies = tallies_now.discrepancies + excluded.discrepancies",
-                    )
-                    .bind(prefix)
-                    .bind(side.as_str())
-                    .bind(c.open)
-                    .bind(c.flagged_overdue)
-                    .bind(c.flagged_escalated)
-                    .bind(c.orphans)
-                    .bind(c.discrepancies)
-                    .execute(&mut **tx)
-                    .await?;
+                    );
+                    q.build().execute(&mut **tx).await?;
                 }
-                for ((prefix, side, day), d) in &tallies.daily {
-                    let level = prefix.len() as i64;
-                    // Histograms merge in Rust: writers take turns, so
-                    // reading then writing is safe.
-                    let replies = if d.replies.is_empty() {
-                        None
-                    } else {
-                        let mut replies: Replies = match sqlx::query(
-                            "SELECT replies FROM tallies_daily \
-                             WHERE level = $1 AND prefix = $2 AND side = $3 AND day = $4",
-                        )
-                        .bind(level)
-                        .bind(prefix)
-                        .bind(side.as_str())
-                        .bind(*day)
-                        .fetch_optional(&mut **tx)
-                        .await?
-                        {
-                            Some(row) => serde_json::from_str(&row.try_get::<String, _>("replies")?)
-                                .map_err(corrupt)?,
-                            None => Replies::default(),
-                        };
-                        replies.merge(&d.replies);
-                        Some(serde_json::to_string(&replies).map_err(corrupt)?)
-                    };
-                    sqlx::query(
-                        "INSERT INTO tallies_daily (level, prefix, side, day, receipts_answered, \
+                let parent = |prefix: &str| prefix[..prefix.len().saturating_sub(2)].to_string();
+                let daily: Vec<_> = tallies.daily.iter().collect();
+                for chunk in daily.chunks(ROWS) {
+                    // The stored histograms of the days that gain replies.
+                    let with_replies: Vec<_> =
+                        chunk.iter().filter(|(_, d)| !d.replies.is_empty()).collect();
+                    let mut stored = std::collections::HashMap::new();
+                    if !with_replies.is_empty() {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(
+                            "SELECT parent, day, prefix, side, replies FROM tallies_daily \
+                             WHERE (parent, day, prefix, side) IN ",
+                        );
+                        q.push_tuples(with_replies.iter(), |mut b, ((prefix, side, day), _)| {
+                            b.push_bind(parent(prefix))
+                                .push_bind(*day)
+                                .push_bind(prefix.clone())
+                                .push_bind(side.as_str());
+                        });
+                        for row in q.build().fetch_all(&mut **tx).await? {
+                            let key: (String, String, i64) =
+                                (row.try_get("prefix")?, row.try_get("side")?, row.try_get("day")?);
+                            let replies: Replies = $crate::store::sql::replies_of(
+                                &row.try_get::<String, _>("replies")?,
+                            )?;
+                            stored.insert(key, replies);
+                        }
+                    }
+                    // The whole histogram for days that gain replies; None
+                    // keeps what is stored.
+                    let mut merged = Vec::with_capacity(chunk.len());
+                    for ((prefix, side, day), d) in chunk {
+                        merged.push(if d.replies.is_empty() {
+                            None
+                        } else {
+                            let mut r = stored
+                                .remove(&(prefix.clone(), side.as_str().to_string(), *day))
+                                .unwrap_or_default();
+                            r.merge(&d.replies);
+                            Some(serde_json::to_string(&r).map_err(corrupt)?)
+                        });
+                    }
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO tallies_daily (parent, prefix, side, day, receipts_answered, \
                          receipts_on_time, receipts_flagged, feedback_answered, feedback_flagged, \
-                         answers_answered, answers_on_time, answers_flagged, replies) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, COALESCE($13, '{}')) \
-                         ON CONFLICT (level, prefix, side, day) DO UPDATE SET \
+                         answers_answered, answers_on_time, answers_flagged, replies) ",
+                    );
+                    q.push_values(chunk.iter().zip(merged), |mut b, (((prefix, side, day), d), replies)| {
+                        b.push_bind(parent(prefix))
+                            .push_bind(prefix.clone())
+                            .push_bind(side.as_str())
+                            .push_bind(*day)
+                            .push_bind(d.receipts_answered)
+                            .push_bind(d.receipts_on_time)
+                            .push_bind(d.receipts_flagged)
+                            .push_bind(d.feedback_answered)
+                            .push_bind(d.feedback_flagged)
+                            .push_bind(d.answers_answered)
+                            .push_bind(d.answers_on_time)
+                            .push_bind(d.answers_flagged)
+                            // A new row without replies starts empty; an
+                            // existing one keeps its histogram (the '' marks it).
+                            .push_bind(replies.unwrap_or_default());
+                    });
+                    q.push(
+                        " ON CONFLICT (parent, day, prefix, side) DO UPDATE SET \
                          receipts_answered = tallies_daily.receipts_answered + excluded.receipts_answered, \
                          receipts_on_time = tallies_daily.receipts_on_time + excluded.receipts_on_time, \
                          receipts_flagged = tallies_daily.receipts_flagged + excluded.receipts_flagged, \
@@ -558,49 +666,48 @@ macro_rules! sql_store {
                          answers_answered = tallies_daily.answers_answered + excluded.answers_answered, \
                          answers_on_time = tallies_daily.answers_on_time + excluded.answers_on_time, \
                          answers_flagged = tallies_daily.answers_flagged + excluded.answers_flagged, \
-                         replies = COALESCE($13, tallies_daily.replies)",
-                    )
-                    .bind(level)
-                    .bind(prefix)
-                    .bind(side.as_str())
-                    .bind(*day)
-                    .bind(d.receipts_answered)
-                    .bind(d.receipts_on_time)
-                    .bind(d.receipts_flagged)
-                    .bind(d.feedback_answered)
-                    .bind(d.feedback_flagged)
-                    .bind(d.answers_answered)
-                    .bind(d.answers_on_time)
-                    .bind(d.answers_flagged)
-                    .bind(replies)
-                    .execute(&mut **tx)
-                    .await?;
+                         replies = CASE WHEN excluded.replies = '' THEN tallies_daily.replies \
+                         ELSE excluded.replies END",
+                    );
+                    q.build().execute(&mut **tx).await?;
                 }
                 Ok(())
             }
 
-            /// The tallies of everything stored, counted from scratch.
+            /// The tallies of everything stored, counted from scratch, reading
+            /// the obligations a batch at a time. Memory grows with the
+            /// number of offices and days, not of obligations.
             async fn count_tallies(
                 tx: &mut sqlx::Transaction<'static, $db>,
             ) -> Result<$crate::domain::tally::Tallies, $crate::store::StoreError> {
                 use sqlx::Row as _;
-                use tokio_stream::StreamExt as _;
                 use $crate::store::sql::{FACT_COLUMNS, obligation_facts};
+                const BATCH: i64 = 50_000;
                 let mut tallies = $crate::domain::tally::Tallies::default();
-                {
-                    let sql = format!("SELECT {FACT_COLUMNS} FROM obligations");
-                    let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&mut **tx);
-                    while let Some(row) = rows.next().await {
-                        tallies.obligation(&obligation_facts(&row?)?, 1);
+                let sql = format!(
+                    "SELECT id, {FACT_COLUMNS} FROM obligations WHERE id > $1 ORDER BY id LIMIT {BATCH}"
+                );
+                let mut after = i64::MIN;
+                loop {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                        .bind(after)
+                        .fetch_all(&mut **tx)
+                        .await?;
+                    let Some(last) = rows.last() else {
+                        break;
+                    };
+                    after = last.try_get("id")?;
+                    for row in &rows {
+                        tallies.obligation(&obligation_facts(row)?, 1);
                     }
                 }
-                let mut rows = sqlx::query(
+                let rows = sqlx::query(
                     "SELECT origin, destination, orphans, open_discrepancies FROM cases \
                      WHERE orphans <> 0 OR open_discrepancies <> 0",
                 )
-                .fetch(&mut **tx);
-                while let Some(row) = rows.next().await {
-                    let row = row?;
+                .fetch_all(&mut **tx)
+                .await?;
+                for row in rows {
                     let destination: Option<String> = row.try_get("destination")?;
                     tallies.case(
                         &row.try_get::<String, _>("origin")?,
@@ -611,6 +718,62 @@ macro_rules! sql_store {
                     );
                 }
                 Ok(tallies.settled())
+            }
+
+            /// Writes counted tallies into empty tables, many rows per
+            /// statement.
+            async fn insert_tallies(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                tallies: &$crate::domain::tally::Tallies,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::sql::corrupt;
+                const ROWS: usize = 1000;
+                let current: Vec<_> = tallies.current.iter().collect();
+                for chunk in current.chunks(ROWS) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO tallies_now (prefix, side, open, flagged_overdue, \
+                         flagged_escalated, orphans, discrepancies) ",
+                    );
+                    q.push_values(chunk, |mut b, ((prefix, side), c)| {
+                        b.push_bind(prefix.clone())
+                            .push_bind(side.as_str())
+                            .push_bind(c.open)
+                            .push_bind(c.flagged_overdue)
+                            .push_bind(c.flagged_escalated)
+                            .push_bind(c.orphans)
+                            .push_bind(c.discrepancies);
+                    });
+                    q.build().execute(&mut **tx).await?;
+                }
+                let daily: Vec<_> = tallies.daily.iter().collect();
+                for chunk in daily.chunks(ROWS) {
+                    let replies = chunk
+                        .iter()
+                        .map(|(_, d)| serde_json::to_string(&d.replies).map_err(corrupt))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO tallies_daily (parent, prefix, side, day, receipts_answered, \
+                         receipts_on_time, receipts_flagged, feedback_answered, feedback_flagged, \
+                         answers_answered, answers_on_time, answers_flagged, replies) ",
+                    );
+                    q.push_values(chunk.iter().zip(replies), |mut b, (((prefix, side, day), d), replies)| {
+                        b.push_bind(prefix[..prefix.len().saturating_sub(2)].to_string())
+                            .push_bind(prefix.clone())
+                            .push_bind(side.as_str())
+                            .push_bind(*day)
+                            .push_bind(d.receipts_answered)
+                            .push_bind(d.receipts_on_time)
+                            .push_bind(d.receipts_flagged)
+                            .push_bind(d.feedback_answered)
+                            .push_bind(d.feedback_flagged)
+                            .push_bind(d.answers_answered)
+                            .push_bind(d.answers_on_time)
+                            .push_bind(d.answers_flagged)
+                            .push_bind(replies);
+                    });
+                    q.build().execute(&mut **tx).await?;
+                }
+                Ok(())
             }
 
             /// The tallies as stored.
@@ -1309,9 +1472,7 @@ macro_rules! sql_store {
 
                 let mut now: std::collections::BTreeMap<Key, Current> = Default::default();
                 for row in sqlx::query(
-                    "SELECT prefix, side, open, flagged_overdue, flagged_escalated, orphans, \
-                     discrepancies FROM tallies_now \
-                     WHERE prefix >= $1 AND prefix < $2 AND length(prefix) = $3",
+                    $crate::store::sql::TALLIES_NOW_SQL,
                 )
                 .bind(&q.prefix)
                 .bind(&upper)
@@ -1332,14 +1493,15 @@ macro_rules! sql_store {
                 }
                 let mut days: std::collections::BTreeMap<Key, Daily> = Default::default();
                 for row in sqlx::query(
-                    "SELECT * FROM tallies_daily WHERE level = $1 AND prefix >= $2 AND prefix < $3 \
-                     AND day >= $4 AND day <= $5",
+                    $crate::store::sql::TALLIES_DAILY_SQL,
                 )
-                .bind(level)
-                .bind(&q.prefix)
-                .bind(&upper)
+                // The children's parent is the region, but a county is its
+                // own child: its row sits under its city.
+                .bind(if q.prefix.len() >= 6 { &q.prefix[..4] } else { q.prefix.as_str() })
                 .bind(first_day)
                 .bind(last_day)
+                .bind(&q.prefix)
+                .bind(&upper)
                 .fetch_all(&self.pool)
                 .await?
                 {
@@ -1351,11 +1513,9 @@ macro_rules! sql_store {
                 // partial indexes: two fixed statements per side.
                 let mut unflagged: std::collections::BTreeMap<Key, Unflagged> = Default::default();
                 for (s, own) in [(Side::Debtor, "debtor"), (Side::Creditor, "creditor")] {
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "SELECT substr({own}, 1, CAST($1 AS INTEGER)) AS g, kind, due_us FROM obligations \
-                         WHERE state = 'OPEN' AND reminded_overdue_us IS NULL AND due_us < $2 \
-                         AND {own} >= $3 AND {own} < $4"
-                    )))
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(
+                        $crate::store::sql::unflagged_sql(own, false),
+                    ))
                     .bind(level)
                     .bind(now_us)
                     .bind(&q.prefix)
@@ -1370,11 +1530,9 @@ macro_rules! sql_store {
                             .or_default()
                             .overdue(Class::of_kind(&kind), (first_day..=last_day).contains(&due_day));
                     }
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "SELECT substr({own}, 1, CAST($1 AS INTEGER)) AS g FROM obligations \
-                         WHERE state = 'OPEN' AND reminded_escalated_us IS NULL AND escalates_us < $2 \
-                         AND {own} >= $3 AND {own} < $4"
-                    )))
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(
+                        $crate::store::sql::unflagged_sql(own, true),
+                    ))
                     .bind(level)
                     .bind(now_us)
                     .bind(&q.prefix)
@@ -1464,15 +1622,10 @@ macro_rules! sql_store {
                 $crate::store::StoreError,
             > {
                 use sqlx::Row as _;
-                use $crate::store::sql::OBLIGATION_COLUMNS;
                 let (after_due, after_id) = after.unwrap_or((i64::MIN, i64::MIN));
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {OBLIGATION_COLUMNS}, c.state AS case_state \
-                     FROM obligations o JOIN cases c ON c.id = o.case_id \
-                     WHERE o.state = 'OPEN' AND o.debtor >= $1 AND o.debtor < $2 AND o.due_us < $3 \
-                     AND (o.due_us > $4 OR (o.due_us = $4 AND o.id > $5)) \
-                     ORDER BY o.due_us, o.id LIMIT $6"
-                )))
+                let rows = sqlx::query(sqlx::AssertSqlSafe(
+                    $crate::store::sql::overdue_in_region_sql(),
+                ))
                 .bind(prefix)
                 .bind(format!("{prefix}:"))
                 .bind($crate::store::to_us(now))
@@ -1581,7 +1734,7 @@ macro_rules! sql_store {
                 sqlx::query("DELETE FROM tallies_now").execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM tallies_daily").execute(&mut *tx).await?;
                 let tallies = Self::count_tallies(&mut tx).await?;
-                Self::write_tallies(&mut tx, tallies).await?;
+                Self::insert_tallies(&mut tx, &tallies).await?;
                 sqlx::query("INSERT INTO tallies_built (built_us) VALUES ($1)")
                     .bind($crate::store::to_us(time::OffsetDateTime::now_utc()))
                     .execute(&mut *tx)

@@ -19,6 +19,12 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The connection pool, with this store's settings (for benchmarks
+    /// that measure the database's own ceiling).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)

@@ -1,0 +1,321 @@
+//! The database side of `twoplace bench`: obligations generated straight
+//! into the schema (fast, in SQL), the PostgreSQL plans of the backlog's
+//! statements, and the storage ceilings written straight through sqlx.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use tokio::sync::Mutex;
+
+use twoplace::domain::region::counties_within;
+use twoplace::store::{PgStore, SqliteStore};
+
+/// Rows generated per statement, so progress can be shown.
+const CHUNK: u64 = 1_000_000;
+
+/// A row of the ceiling: sender, message id, envelope, body.
+pub type CeilingRow = (String, String, Vec<u8>, String);
+
+/// The body of the generator, after the series `s(g)` is defined: cases
+/// one per five obligations; each obligation owed by the case's origin (in
+/// province 34) or its destination (on the east coast), so the province is
+/// on one side of every obligation. 10 % open, 5 % cancelled, 15 % late,
+/// the rest on time; open ones past due are flagged, as if the sweeper had
+/// kept up. Times spread over the two years before $2.
+fn obligations_sql(series: &str) -> String {
+    format!(
+        "{series} \
+         INSERT INTO obligations (case_id, key, kind, debtor, creditor, state, opened_us, due_us, \
+         escalates_us, closed_us, closed_by, detail, reminded_overdue_us, reminded_escalated_us) \
+         SELECT c, 'B' || g, kind, debtor, creditor, state, opened, due, esc, \
+         CASE state WHEN 'OPEN' THEN NULL \
+           WHEN 'FULFILLED_LATE' THEN due + (g * 31 % 30 + 1) * 86400000000 \
+           WHEN 'CANCELLED' THEN opened + 86400000000 \
+           ELSE opened + (due - opened) * (g * 7919 % 100) / 100 END, \
+         CASE state WHEN 'OPEN' THEN NULL ELSE 'bench' END, '', \
+         CASE WHEN state = 'OPEN' AND due < $2 THEN due END, \
+         CASE WHEN state = 'OPEN' AND esc < $2 THEN esc END \
+         FROM (SELECT g, c, opened, due, opened + 2 * (due - opened) AS esc, \
+           CASE WHEN g % 2 = 0 THEN o.code ELSE i.code END AS debtor, \
+           CASE WHEN g % 2 = 0 THEN i.code ELSE o.code END AS creditor, \
+           CASE g % 10 WHEN 0 THEN 'RECEIPT' WHEN 1 THEN 'RECEIPT' WHEN 2 THEN 'RECEIPT' \
+             WHEN 3 THEN 'RECEIPT' WHEN 4 THEN 'PERIODIC_FEEDBACK' WHEN 5 THEN 'PERIODIC_FEEDBACK' \
+             WHEN 6 THEN 'CONFIRM_REGISTRATION' WHEN 7 THEN 'CONFIRM_REGISTRATION' \
+             WHEN 8 THEN 'ANSWER_REQUEST' ELSE 'VERIFY_CERTIFICATE' END AS kind, \
+           CASE WHEN g / 10 % 20 < 2 THEN 'OPEN' WHEN g / 10 % 20 = 2 THEN 'CANCELLED' \
+             WHEN g / 10 % 20 < 6 THEN 'FULFILLED_LATE' ELSE 'FULFILLED_ON_TIME' END AS state \
+           FROM (SELECT g, 1 + g % $3 AS c, \
+             $2 - 63072000000000 + g * (63072000000000 / $4) AS opened, \
+             $2 - 63072000000000 + g * (63072000000000 / $4) + (15 + g % 46) * 86400000000 AS due \
+             FROM s) t \
+           JOIN bench_offices i ON i.role = 'in' AND i.i = t.c % $5 \
+           JOIN bench_offices o ON o.role = 'out' AND o.i = t.c % $6) x"
+    )
+}
+
+fn cases_sql(series: &str, concat_id: &str) -> String {
+    format!(
+        "{series} INSERT INTO cases (resident_id, origin, destination, status, state, \
+         created_us, updated_us) \
+         SELECT {concat_id}, i.code, o.code, 'ACTIVE', '{{}}', 0, 0 FROM s \
+         JOIN bench_offices i ON i.role = 'in' AND i.i = s.g % $3 \
+         JOIN bench_offices o ON o.role = 'out' AND o.i = s.g % $4"
+    )
+}
+
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The numbers `lo..=hi` as `s(g)`.
+    fn series(&self, lo: &str, hi: &str) -> String {
+        match self {
+            Backend::Sqlite => format!(
+                "WITH RECURSIVE s(g) AS (SELECT CAST({lo} AS INTEGER) UNION ALL \
+                 SELECT g + 1 FROM s WHERE g < CAST({hi} AS INTEGER))"
+            ),
+            Backend::Postgres => {
+                format!("WITH s(g) AS (SELECT generate_series({lo}::bigint, {hi}::bigint))")
+            }
+        }
+    }
+}
+
+fn now_us() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
+}
+
+const OFFICES_TABLE: &str = "CREATE TABLE IF NOT EXISTS bench_offices (role TEXT NOT NULL, i INTEGER NOT NULL, code TEXT NOT NULL)";
+
+/// Loads `n` obligations and n/5 cases into the fresh database at `url`,
+/// and leaves the tallies to be counted when the server starts.
+pub async fn load(url: &str, n: u64) -> Result<()> {
+    let inside = counties_within("34");
+    let outside: Vec<&str> = ["31", "32", "33", "44"]
+        .iter()
+        .flat_map(|p| counties_within(p))
+        .collect();
+    let cases = (n / 5).max(1) as i64;
+    let now = now_us();
+    macro_rules! fill {
+        ($pool:expr, $series:expr, $id:expr) => {{
+            let pool = $pool;
+            sqlx::query(OFFICES_TABLE).execute(pool).await?;
+            for (role, codes) in [("in", &inside), ("out", &outside)] {
+                for (i, code) in codes.iter().enumerate() {
+                    sqlx::query("INSERT INTO bench_offices (role, i, code) VALUES ($1, $2, $3)")
+                        .bind(role)
+                        .bind(i as i64)
+                        .bind(*code)
+                        .execute(pool)
+                        .await?;
+                }
+            }
+            let mut start = 1i64;
+            while start <= cases {
+                let end = (start + CHUNK as i64 - 1).min(cases);
+                sqlx::query(sqlx::AssertSqlSafe(cases_sql(
+                    &$series.series("$1", "$2"),
+                    $id,
+                )))
+                .bind(start)
+                .bind(end)
+                .bind(inside.len() as i64)
+                .bind(outside.len() as i64)
+                .execute(pool)
+                .await
+                .context("generating cases")?;
+                start = end + 1;
+            }
+            let started = Instant::now();
+            let mut start = 1i64;
+            while start <= n as i64 {
+                let end = (start + CHUNK as i64 - 1).min(n as i64);
+                // $1/$7: the range of this chunk.
+                sqlx::query(sqlx::AssertSqlSafe(obligations_sql(
+                    &$series.series("$1", "$7"),
+                )))
+                .bind(start)
+                .bind(now)
+                .bind(cases)
+                .bind(n as i64)
+                .bind(inside.len() as i64)
+                .bind(outside.len() as i64)
+                .bind(end)
+                .execute(pool)
+                .await
+                .context("generating obligations")?;
+                eprintln!(
+                    "    {end} obligations ({:.0}/s)",
+                    end as f64 / started.elapsed().as_secs_f64()
+                );
+                start = end + 1;
+            }
+            sqlx::query("DROP TABLE bench_offices")
+                .execute(pool)
+                .await?;
+            // Counted afresh by the server at start, like a database from
+            // before the tallies.
+            sqlx::query("DELETE FROM tallies_built")
+                .execute(pool)
+                .await?;
+            sqlx::query("DELETE FROM tallies_now").execute(pool).await?;
+            sqlx::query("DELETE FROM tallies_daily")
+                .execute(pool)
+                .await?;
+            sqlx::query("ANALYZE").execute(pool).await?;
+        }};
+    }
+    if url.starts_with("sqlite:") {
+        let store = SqliteStore::connect(url).await?;
+        fill!(
+            store.pool(),
+            Backend::Sqlite,
+            "printf('%s%012d', i.code, s.g)"
+        );
+    } else {
+        let store = PgStore::connect(url).await?;
+        fill!(
+            store.pool(),
+            Backend::Postgres,
+            "i.code || lpad(s.g::text, 12, '0')"
+        );
+    }
+    Ok(())
+}
+
+/// The PostgreSQL plans (EXPLAIN ANALYZE) of the backlog's statements for
+/// province 34 and of ListOverdue's for county 341502.
+pub async fn plans(url: &str) -> Result<String> {
+    let pool = sqlx::PgPool::connect(url).await?;
+    let now = now_us();
+    let today = twoplace::domain::tally::shanghai_day(now);
+    let mut out = String::new();
+    let statements: Vec<(&str, String, Vec<String>)> = vec![
+        (
+            "tallies now",
+            twoplace::store::TALLIES_NOW_SQL.to_string(),
+            vec!["'34'".into(), "'34:'".into(), "4".into()],
+        ),
+        (
+            "tallies of the window's days",
+            twoplace::store::TALLIES_DAILY_SQL.to_string(),
+            vec![
+                "'34'".into(),
+                (today - 89).to_string(),
+                today.to_string(),
+                "'34'".into(),
+                "'34:'".into(),
+            ],
+        ),
+        (
+            "not yet flagged overdue (debtor)",
+            twoplace::store::unflagged_sql("debtor", false),
+            vec!["4".into(), now.to_string(), "'34'".into(), "'34:'".into()],
+        ),
+        (
+            "ListOverdue 341502, first page",
+            twoplace::store::overdue_in_region_sql(),
+            vec![
+                "'341502'".into(),
+                "'341502:'".into(),
+                now.to_string(),
+                i64::MIN.to_string(),
+                i64::MIN.to_string(),
+                "51".into(),
+            ],
+        ),
+    ];
+    for (name, sql, binds) in statements {
+        // Literal values, so the plan is the one for these values.
+        let mut text = sql;
+        for (i, v) in binds.iter().enumerate().rev() {
+            text = text.replace(&format!("${}", i + 1), v);
+        }
+        let lines: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN (ANALYZE, BUFFERS) {text}"
+        )))
+        .fetch_all(&pool)
+        .await?;
+        out.push_str(&format!("-- {name}\n{}\n\n", lines.join("\n")));
+    }
+    pool.close().await;
+    Ok(out)
+}
+
+/// Writes the queued chunks from `clients` tasks, one transaction per
+/// chunk: messages per second.
+pub async fn ceiling_writes(
+    url: &str,
+    queue: Arc<Mutex<Vec<Vec<CeilingRow>>>>,
+    clients: usize,
+    n: usize,
+) -> Result<f64> {
+    macro_rules! run {
+        ($pool:expr, $p:ident => $begin:expr) => {{
+            let pool = $pool.clone();
+            let case: i64 = sqlx::query_scalar(
+                "INSERT INTO cases (resident_id, origin, status, state, created_us, updated_us) \
+                 VALUES ('11010519491231002X', '341502', 'ACTIVE', '{}', 0, 0) \
+                 ON CONFLICT (resident_id, origin) DO UPDATE SET updated_us = 0 RETURNING id",
+            )
+            .fetch_one(&pool)
+            .await?;
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..clients.max(1) {
+                let (pool, queue) = (pool.clone(), queue.clone());
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        let Some(chunk) = queue.lock().await.pop() else {
+                            break;
+                        };
+                        let $p = &pool;
+                        let mut tx = $begin.await?;
+                        for (sender, id, envelope, body) in &chunk {
+                            let row: Option<i64> = sqlx::query_scalar(
+                                "INSERT INTO messages (sender, message_id, content_hash, kind, \
+                                 case_id, recipient, envelope, body, standing, accepted_us) \
+                                 VALUES ($1, $2, $3, 'BENCH', $4, $1, $3, $5, 'ACTIVE', 0) \
+                                 ON CONFLICT (sender, message_id) DO NOTHING RETURNING id",
+                            )
+                            .bind(sender)
+                            .bind(id)
+                            .bind(envelope)
+                            .bind(case)
+                            .bind(body)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                            if let Some(message) = row {
+                                sqlx::query(
+                                    "INSERT INTO deliveries (recipient, message) VALUES ($1, $2)",
+                                )
+                                .bind(sender)
+                                .bind(message)
+                                .execute(&mut *tx)
+                                .await?;
+                            }
+                        }
+                        tx.commit().await?;
+                    }
+                    anyhow::Ok(())
+                }));
+            }
+            for t in tasks {
+                t.await??;
+            }
+            n as f64 / started.elapsed().as_secs_f64()
+        }};
+    }
+    Ok(if url.starts_with("sqlite:") {
+        let store = SqliteStore::connect(url).await?;
+        // One writer at a time, taken up front, as the service does.
+        run!(store.pool(), p => p.begin_with("BEGIN IMMEDIATE"))
+    } else {
+        let store = PgStore::connect(url).await?;
+        run!(store.pool(), p => p.begin())
+    })
+}
