@@ -231,7 +231,10 @@ pub(crate) fn parse_duration(raw: &str) -> Result<Duration, String> {
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("TWOPLACE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn,hyper=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to stderr: stdout is for what a command prints (JSON, tables).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

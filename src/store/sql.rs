@@ -1706,15 +1706,25 @@ macro_rules! sql_store {
                 now: time::OffsetDateTime,
             ) -> Result<(i64, i64), $crate::store::StoreError> {
                 use sqlx::Row as _;
+                // From the tallies (every obligation has one debtor, so one
+                // province row on that side), plus what the sweeper has not
+                // flagged yet: a scrape never counts the obligations.
                 let row = sqlx::query(
-                    "SELECT CAST(COUNT(*) AS BIGINT) AS open, \
-                     CAST(COALESCE(SUM(CASE WHEN due_us < $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS overdue \
-                     FROM obligations WHERE state = 'OPEN'",
+                    "SELECT CAST(COALESCE(SUM(open), 0) AS BIGINT) AS open, \
+                     CAST(COALESCE(SUM(flagged_overdue), 0) AS BIGINT) AS overdue \
+                     FROM tallies_now WHERE side = 'debtor' AND length(prefix) = 2",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                let unflagged: i64 = sqlx::query(
+                    "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM obligations \
+                     WHERE state = 'OPEN' AND reminded_overdue_us IS NULL AND due_us < $1",
                 )
                 .bind($crate::store::to_us(now))
                 .fetch_one(&self.pool)
-                .await?;
-                Ok((row.try_get("open")?, row.try_get("overdue")?))
+                .await?
+                .try_get("n")?;
+                Ok((row.try_get("open")?, row.try_get::<i64, _>("overdue")? + unflagged))
             }
 
             async fn build_tallies(&self) -> Result<Option<u64>, $crate::store::StoreError> {
