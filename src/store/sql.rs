@@ -729,62 +729,6 @@ macro_rules! sql_store {
                 Ok(tallies.settled())
             }
 
-            /// Writes counted tallies into empty tables, many rows per
-            /// statement.
-            async fn insert_tallies(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                tallies: &$crate::domain::tally::Tallies,
-            ) -> Result<(), $crate::store::StoreError> {
-                use $crate::store::sql::corrupt;
-                const ROWS: usize = 1000;
-                let current: Vec<_> = tallies.current.iter().collect();
-                for chunk in current.chunks(ROWS) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO tallies_now (prefix, side, open, flagged_overdue, \
-                         flagged_escalated, orphans, discrepancies) ",
-                    );
-                    q.push_values(chunk, |mut b, ((prefix, side), c)| {
-                        b.push_bind(prefix.clone())
-                            .push_bind(side.as_str())
-                            .push_bind(c.open)
-                            .push_bind(c.flagged_overdue)
-                            .push_bind(c.flagged_escalated)
-                            .push_bind(c.orphans)
-                            .push_bind(c.discrepancies);
-                    });
-                    q.build().execute(&mut **tx).await?;
-                }
-                let daily: Vec<_> = tallies.daily.iter().collect();
-                for chunk in daily.chunks(ROWS) {
-                    let replies = chunk
-                        .iter()
-                        .map(|(_, d)| serde_json::to_string(&d.replies).map_err(corrupt))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO tallies_daily (parent, prefix, side, day, receipts_answered, \
-                         receipts_on_time, receipts_flagged, feedback_answered, feedback_flagged, \
-                         answers_answered, answers_on_time, answers_flagged, replies) ",
-                    );
-                    q.push_values(chunk.iter().zip(replies), |mut b, (((prefix, side, day), d), replies)| {
-                        b.push_bind(prefix[..prefix.len().saturating_sub(2)].to_string())
-                            .push_bind(prefix.clone())
-                            .push_bind(side.as_str())
-                            .push_bind(*day)
-                            .push_bind(d.receipts_answered)
-                            .push_bind(d.receipts_on_time)
-                            .push_bind(d.receipts_flagged)
-                            .push_bind(d.feedback_answered)
-                            .push_bind(d.feedback_flagged)
-                            .push_bind(d.answers_answered)
-                            .push_bind(d.answers_on_time)
-                            .push_bind(d.answers_flagged)
-                            .push_bind(replies);
-                    });
-                    q.build().execute(&mut **tx).await?;
-                }
-                Ok(())
-            }
-
             /// The tallies as stored.
             async fn stored_tallies(
                 tx: &mut sqlx::Transaction<'static, $db>,
@@ -1753,7 +1697,7 @@ macro_rules! sql_store {
                 sqlx::query("DELETE FROM tallies_now").execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM tallies_daily").execute(&mut *tx).await?;
                 let tallies = Self::count_tallies(&mut tx).await?;
-                Self::insert_tallies(&mut tx, &tallies).await?;
+                Self::write_tallies(&mut tx, tallies).await?;
                 sqlx::query("INSERT INTO tallies_built (built_us) VALUES ($1)")
                     .bind($crate::store::to_us(time::OffsetDateTime::now_utc()))
                     .execute(&mut *tx)
