@@ -15,6 +15,7 @@ backend_tests!(
     administrators_see_only_their_region_masked,
     metrics_count_what_happened_without_personal_data,
     a_trend_shows_each_day,
+    a_township_office_has_its_own_backlog_and_trend,
     the_office_directory_names_offices_in_reports,
 );
 
@@ -442,6 +443,55 @@ async fn a_trend_shows_each_day(backend: Backend) {
         weeks.points.last().unwrap().start.unwrap().seconds,
         datetime!(2024-04-08 00:00 +8).unix_timestamp()
     );
+    server.finish().await;
+}
+
+async fn a_township_office_has_its_own_backlog_and_trend(backend: Backend) {
+    const TOWNSHIP: &str = "341502001"; // 金安区中市街道
+    let server = TestServer::start(&backend).await;
+    twoplace::pki::add_offices(&server.pki.dir, &[RegionCode::parse(TOWNSHIP).unwrap()]).unwrap();
+    let mut township = server.office(TOWNSHIP).await;
+    sent(
+        &mut township,
+        plain_registration("reg-t", &zhang(), TOWNSHIP),
+    )
+    .await;
+    // 40 days on, the destination's receipt and confirmation are overdue,
+    // owed to the township.
+    server.clock.advance(time::Duration::days(40));
+    let backlog = admin(&server)
+        .await
+        .backlog(proto::BacklogRequest {
+            region: TOWNSHIP.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let owed = backlog.total.unwrap().as_creditor.unwrap();
+    assert_eq!((owed.open, owed.overdue), (2, 2));
+    // Its county counts it too.
+    let county = admin(&server)
+        .await
+        .backlog(proto::BacklogRequest {
+            region: ORIGIN.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(county.total.unwrap().as_creditor.unwrap().open, 2);
+    let trend = admin(&server)
+        .await
+        .trend(proto::TrendRequest {
+            region: TOWNSHIP.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let last = trend.points.last().unwrap().as_creditor.unwrap();
+    assert_eq!((last.open, last.overdue), (2, 2));
     server.finish().await;
 }
 

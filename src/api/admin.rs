@@ -366,21 +366,22 @@ impl AdminService {
                 (b, b + step)
             })
             .collect();
-        let (from, to) = (buckets[0].0, buckets[buckets.len() - 1].1);
-        let us: Vec<(i64, i64)> = buckets
+        // Whole Shanghai days, as the tallies keep them.
+        let days: Vec<(i64, i64)> = buckets
             .iter()
-            .map(|(a, b)| (to_us(*a), to_us(*b)))
+            .map(|(a, b)| (shanghai_day(to_us(*a)), shanghai_day(to_us(*b)) - 1))
             .collect();
+        let first_day = days[0].0;
         let debtor = self
             .store
-            .trend_spans(region.as_str(), Side::Debtor, from, to)
+            .region_days(region.as_str(), Side::Debtor, first_day, now)
             .await?;
         let creditor = self
             .store
-            .trend_spans(region.as_str(), Side::Creditor, from, to)
+            .region_days(region.as_str(), Side::Creditor, first_day, now)
             .await?;
-        let debtor = crate::domain::kpi::trend(&debtor, &us);
-        let creditor = crate::domain::kpi::trend(&creditor, &us);
+        let debtor = crate::domain::tally::trend(&debtor, &days);
+        let creditor = crate::domain::tally::trend(&creditor, &days);
         Ok(proto::TrendResponse {
             points: buckets
                 .iter()

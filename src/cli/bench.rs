@@ -10,7 +10,8 @@
 //! 3. Fan-out: publish → a subscribed destination receives it, with 100
 //!    destinations subscribed.
 //! 4. Backlog at scale: N obligations generated straight into the database,
-//!    then Backlog (province), ListOverdue (county, first page) and GetCase,
+//!    then Backlog (province), Trend (province, 30 days), ListOverdue
+//!    (county, first page) and GetCase,
 //!    against a health check on the same connection.
 //! 5. The server's peak RSS (VmHWM) after 1–3 and after 4.
 //!
@@ -120,6 +121,8 @@ struct Figures {
     tally_build_seconds: f64,
     backlog_p50_ms: f64,
     backlog_p99_ms: f64,
+    trend_p50_ms: f64,
+    trend_p99_ms: f64,
     overdue_p50_ms: f64,
     overdue_p99_ms: f64,
     get_case_p50_ms: f64,
@@ -726,7 +729,7 @@ async fn backlog_calls(
             .publish(proto::PublishRequest { messages: vec![e] })
             .await?;
     }
-    let (mut b, mut o, mut g, mut h) = Default::default();
+    let (mut b, mut t30, mut o, mut g, mut h) = Default::default();
     for _ in 0..sizes.samples {
         let t = Instant::now();
         health.check(HealthCheckRequest::default()).await?;
@@ -739,6 +742,15 @@ async fn backlog_calls(
             })
             .await?;
         Latencies::push(&mut b, t);
+        // The dashboard's chart: 30 days of the province.
+        let t = Instant::now();
+        admin
+            .trend(proto::TrendRequest {
+                region: "34".into(),
+                ..Default::default()
+            })
+            .await?;
+        Latencies::push(&mut t30, t);
         let t = Instant::now();
         admin
             .list_overdue(proto::ListOverdueRequest {
@@ -761,6 +773,7 @@ async fn backlog_calls(
         }
     }
     (f.backlog_p50_ms, f.backlog_p99_ms) = (b.ms(0.5), b.ms(0.99));
+    (f.trend_p50_ms, f.trend_p99_ms) = (t30.ms(0.5), t30.ms(0.99));
     (f.overdue_p50_ms, f.overdue_p99_ms) = (o.ms(0.5), o.ms(0.99));
     (f.get_case_p50_ms, f.get_case_p99_ms) = (g.ms(0.5), g.ms(0.99));
     (f.health_p50_ms, f.health_p99_ms) = (h.ms(0.5), h.ms(0.99));
@@ -821,6 +834,7 @@ fn report(all: &[Figures], args: &BenchArgs, sizes: &Sizes) {
         );
         for (name, p50, p99) in [
             ("Backlog 34", f.backlog_p50_ms, f.backlog_p99_ms),
+            ("Trend 34, 30 days", f.trend_p50_ms, f.trend_p99_ms),
             ("ListOverdue 341502", f.overdue_p50_ms, f.overdue_p99_ms),
             ("GetCase", f.get_case_p50_ms, f.get_case_p99_ms),
         ] {

@@ -187,8 +187,8 @@ pub async fn load(url: &str, n: u64) -> Result<()> {
     Ok(())
 }
 
-/// The PostgreSQL plans (EXPLAIN ANALYZE) of the backlog's statements for
-/// province 34 and of ListOverdue's for county 341502.
+/// The PostgreSQL plans (EXPLAIN ANALYZE) of the backlog's and the trend's
+/// statements for province 34 and of ListOverdue's for county 341502.
 pub async fn plans(url: &str) -> Result<String> {
     let pool = sqlx::PgPool::connect(url).await?;
     let now = now_us();
@@ -209,6 +209,16 @@ pub async fn plans(url: &str) -> Result<String> {
                 today.to_string(),
                 "'34'".into(),
                 "'34:'".into(),
+            ],
+        ),
+        (
+            "Trend 34: the province's own days",
+            twoplace::store::REGION_DAYS_SQL.to_string(),
+            vec![
+                "''".into(),
+                (today - 29).to_string(),
+                "'34'".into(),
+                "'debtor'".into(),
             ],
         ),
         (

@@ -1,10 +1,6 @@
 //! Backlog KPIs: what the counts and answer times of a region's
 //! obligations add up to. Pure: the store counts, this computes.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-
 /// Which side of obligations a region is counted on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Side {
@@ -32,12 +28,17 @@ impl Side {
 /// Reply times as a histogram with logarithmic buckets (each 2 % wider than
 /// the one before): percentiles within 1 % of the exact value, in constant
 /// space, and histograms add up — so a province's is the sum of its
-/// counties' kept day by day.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Replies(BTreeMap<u16, i64>);
+/// counties' kept day by day. Buckets are kept sorted, so adding two is one
+/// pass over both (a backlog adds thousands).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replies(Vec<(u16, i64)>);
 
 const GROWTH: f64 = 1.02;
+
+/// A stored histogram that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("reply histogram: {0}")]
+pub struct MalformedReplies(&'static str);
 
 impl Replies {
     /// The bucket of a reply time: 0 for none at all, then by logarithm.
@@ -62,21 +63,46 @@ impl Replies {
 
     pub fn add(&mut self, seconds: i64, count: i64) {
         let b = Self::bucket(seconds);
-        let n = self.0.entry(b).or_default();
-        *n += count;
-        if *n == 0 {
-            self.0.remove(&b);
+        match self.0.binary_search_by_key(&b, |&(k, _)| k) {
+            Ok(i) => {
+                self.0[i].1 += count;
+                if self.0[i].1 == 0 {
+                    self.0.remove(i);
+                }
+            }
+            Err(i) if count != 0 => self.0.insert(i, (b, count)),
+            Err(_) => {}
         }
     }
 
     pub fn merge(&mut self, other: &Replies) {
-        for (&b, &n) in &other.0 {
-            let mine = self.0.entry(b).or_default();
-            *mine += n;
-            if *mine == 0 {
-                self.0.remove(&b);
+        if other.0.is_empty() {
+            return;
+        }
+        if self.0.is_empty() {
+            self.0.clone_from(&other.0);
+            return;
+        }
+        let (a, b) = (&self.0, &other.0);
+        let mut merged = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() || j < b.len() {
+            let next = if j == b.len() || (i < a.len() && a[i].0 < b[j].0) {
+                i += 1;
+                a[i - 1]
+            } else if i == a.len() || b[j].0 < a[i].0 {
+                j += 1;
+                b[j - 1]
+            } else {
+                i += 1;
+                j += 1;
+                (a[i - 1].0, a[i - 1].1 + b[j - 1].1)
+            };
+            if next.1 != 0 {
+                merged.push(next);
             }
         }
+        self.0 = merged;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -84,7 +110,7 @@ impl Replies {
     }
 
     pub fn count(&self) -> i64 {
-        self.0.values().sum()
+        self.0.iter().map(|&(_, n)| n).sum()
     }
 
     /// The nearest-rank percentile.
@@ -95,7 +121,7 @@ impl Replies {
         }
         let rank = ((q * total as f64).ceil() as i64).clamp(1, total);
         let mut seen = 0;
-        for (&b, &n) in &self.0 {
+        for &(b, n) in &self.0 {
             seen += n;
             if seen >= rank {
                 return Some(Self::value(b));
@@ -103,6 +129,62 @@ impl Replies {
         }
         None
     }
+
+    /// The stored form: for each bucket, the gap from the one before and
+    /// its count, as LEB128 varints (the count zig-zagged). A day's
+    /// histogram of a few hundred buckets takes about two bytes a bucket.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.0.len() * 3);
+        let mut last = 0u16;
+        for &(b, n) in &self.0 {
+            put_varint(&mut out, u64::from(b - last));
+            put_varint(&mut out, ((n << 1) ^ (n >> 63)) as u64);
+            last = b;
+        }
+        out
+    }
+
+    pub fn from_bytes(mut bytes: &[u8]) -> Result<Replies, MalformedReplies> {
+        let mut buckets = Vec::with_capacity(bytes.len() / 2);
+        let mut last: Option<u16> = None;
+        while !bytes.is_empty() {
+            let gap = take_varint(&mut bytes)?;
+            let zigzag = take_varint(&mut bytes)?;
+            let n = (zigzag >> 1) as i64 ^ -((zigzag & 1) as i64);
+            let b = u64::from(last.unwrap_or(0)) + gap;
+            let b = u16::try_from(b).map_err(|_| MalformedReplies("bucket out of range"))?;
+            if last.is_some_and(|l| b <= l) {
+                return Err(MalformedReplies("buckets out of order"));
+            }
+            if n == 0 {
+                return Err(MalformedReplies("empty bucket"));
+            }
+            buckets.push((b, n));
+            last = Some(b);
+        }
+        Ok(Replies(buckets))
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn take_varint(bytes: &mut &[u8]) -> Result<u64, MalformedReplies> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first().ok_or(MalformedReplies("truncated"))?;
+        *bytes = rest;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(MalformedReplies("varint too long"))
 }
 
 /// What was counted for one side (debtor or creditor) of one region.
@@ -174,62 +256,6 @@ impl SideStats {
     }
 }
 
-/// One obligation as a trend sees it: times in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
-    pub receipt: bool,
-    pub periodic: bool,
-    pub opened_us: i64,
-    pub due_us: i64,
-    pub escalates_us: i64,
-    /// When it was answered or cancelled; None while open.
-    pub closed_us: Option<i64>,
-    pub on_time: bool,
-    /// Answered (not cancelled).
-    pub given: bool,
-}
-
-/// The KPIs of each bucket `[start, end)`: what was open, overdue and
-/// escalated at its end, and the rates of what fell due within it.
-pub fn trend(spans: &[Span], buckets: &[(i64, i64)]) -> Vec<SideStats> {
-    buckets
-        .iter()
-        .map(|&(start, end)| {
-            let mut s = SideStats::default();
-            for o in spans {
-                // At the instant `end`: opened before it, not closed by it.
-                let open_at_end = o.opened_us < end && o.closed_us.is_none_or(|c| c >= end);
-                if open_at_end {
-                    s.open += 1;
-                    s.overdue += i64::from(o.due_us < end);
-                    s.escalated += i64::from(o.escalates_us < end);
-                }
-                if o.due_us < start || o.due_us >= end {
-                    continue;
-                }
-                if o.receipt {
-                    s.receipts_due += 1;
-                    s.receipts_on_time += i64::from(o.on_time);
-                    continue;
-                }
-                if o.periodic {
-                    s.feedback_due += 1;
-                    s.feedback_given += i64::from(o.given && o.closed_us.is_some_and(|c| c < end));
-                }
-                let answered_by_end = o.given && o.closed_us.is_some_and(|c| c < end);
-                if answered_by_end || o.closed_us.is_none_or(|c| c >= end) {
-                    s.answers_due += 1;
-                    s.answers_on_time += i64::from(answered_by_end && o.on_time);
-                }
-                if let (true, Some(c)) = (answered_by_end, o.closed_us) {
-                    s.replies.add(((c - o.opened_us) / 1_000_000).max(0), 1);
-                }
-            }
-            s
-        })
-        .collect()
-}
-
 fn rate(part: i64, whole: i64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
@@ -264,41 +290,6 @@ mod tests {
             (empty.receipt_rate, empty.median_reply_seconds),
             (None, None)
         );
-    }
-
-    #[test]
-    fn a_trend_follows_the_buckets() {
-        const DAY: i64 = 86_400_000_000;
-        const NOON: i64 = DAY / 2;
-        // Opened on day 0, due day 2, answered late on day 3.
-        let late = Span {
-            receipt: false,
-            periodic: false,
-            opened_us: NOON,
-            due_us: 2 * DAY + NOON,
-            escalates_us: 4 * DAY + NOON,
-            closed_us: Some(3 * DAY + NOON),
-            on_time: false,
-            given: true,
-        };
-        // Opened on day 1, due day 2, never answered.
-        let never = Span {
-            opened_us: DAY + NOON,
-            closed_us: None,
-            given: false,
-            ..late
-        };
-        let days: Vec<(i64, i64)> = (0..5).map(|d| (d * DAY, (d + 1) * DAY)).collect();
-        let t = trend(&[late, never], &days);
-        let open: Vec<i64> = t.iter().map(|s| s.open).collect();
-        let overdue: Vec<i64> = t.iter().map(|s| s.overdue).collect();
-        let escalated: Vec<i64> = t.iter().map(|s| s.escalated).collect();
-        assert_eq!(open, [1, 2, 2, 1, 1]);
-        assert_eq!(overdue, [0, 0, 2, 1, 1]);
-        assert_eq!(escalated, [0, 0, 0, 0, 1]);
-        // Both fell due on day 2; by its end neither was answered.
-        assert_eq!((t[2].answers_due, t[2].answers_on_time), (2, 0));
-        assert_eq!(t[3].answers_due, 0, "nothing fell due on day 3");
     }
 
     #[test]
@@ -350,6 +341,40 @@ mod tests {
             let exact = times[rank - 1] as f64;
             let estimate = replies.percentile(q).unwrap();
             proptest::prop_assert!((estimate - exact).abs() <= 0.01 * exact, "{} vs {}", estimate, exact);
+        }
+
+        /// Merging histograms is adding their reply times one by one, and
+        /// the stored form gives back the same histogram.
+        #[test]
+        fn histograms_merge_and_store_faithfully(
+            a in proptest::collection::vec((0i64..400_000_000, -3i64..4), 0..60),
+            b in proptest::collection::vec((0i64..400_000_000, -3i64..4), 0..60),
+        ) {
+            let (mut left, mut right, mut all) =
+                (Replies::default(), Replies::default(), Replies::default());
+            for &(t, n) in &a {
+                left.add(t, n);
+                all.add(t, n);
+            }
+            for &(t, n) in &b {
+                right.add(t, n);
+                all.add(t, n);
+            }
+            left.merge(&right);
+            proptest::prop_assert_eq!(&left, &all);
+            proptest::prop_assert!(left.0.iter().all(|&(_, n)| n != 0));
+            proptest::prop_assert!(left.0.windows(2).all(|w| w[0].0 < w[1].0));
+            proptest::prop_assert_eq!(Replies::from_bytes(&left.to_bytes()).unwrap(), left);
+        }
+
+        /// Whatever bytes a database hands back, decoding answers without
+        /// panicking, and only well-formed histograms are accepted.
+        #[test]
+        fn junk_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            if let Ok(r) = Replies::from_bytes(&bytes) {
+                proptest::prop_assert!(r.0.windows(2).all(|w| w[0].0 < w[1].0));
+                proptest::prop_assert!(r.0.iter().all(|&(_, n)| n != 0));
+            }
         }
     }
 }

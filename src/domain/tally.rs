@@ -14,9 +14,20 @@ use std::collections::BTreeMap;
 
 use super::kpi::{Replies, Side, SideStats};
 
-/// The region levels tallied: province, city, county (an office's code is
-/// its county's).
-pub const LEVELS: [usize; 3] = [2, 4, 6];
+/// The region levels tallied: province, city, county and township (an
+/// office's code is its county's or its township's).
+pub const LEVELS: [usize; 4] = [2, 4, 6, 9];
+
+/// The region a tallied prefix belongs to: its code at the level above
+/// ('' for a province).
+pub fn parent(prefix: &str) -> &str {
+    let up = LEVELS
+        .into_iter()
+        .take_while(|&n| n < prefix.len())
+        .last()
+        .unwrap_or(0);
+    prefix.get(..up).unwrap_or_default()
+}
 
 const DAY_US: i64 = 86_400_000_000;
 /// Days are counted in China Standard Time (UTC+8, no daylight saving).
@@ -61,6 +72,7 @@ pub struct ObligationFacts {
     pub state: String,
     pub opened_us: i64,
     pub due_us: i64,
+    pub escalates_us: i64,
     pub closed_us: Option<i64>,
     /// The sweeper has sent its overdue (escalation) reminder.
     pub flagged_overdue: bool,
@@ -91,7 +103,43 @@ impl Current {
     }
 }
 
-/// Counts of the obligations due on one day (cancelled ones never count).
+/// How many obligations entered and left each state on one day: open
+/// (opened, then answered or cancelled), overdue (past due while open) and
+/// escalated (past escalation while open). Summed over every day up to
+/// one, they say exactly how many were in that state when it ended — a
+/// trend's points without reading a single obligation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Moves {
+    pub open_in: i64,
+    pub open_out: i64,
+    pub overdue_in: i64,
+    pub overdue_out: i64,
+    pub escalated_in: i64,
+    pub escalated_out: i64,
+}
+
+impl Moves {
+    pub fn add(&mut self, o: &Moves) {
+        self.open_in += o.open_in;
+        self.open_out += o.open_out;
+        self.overdue_in += o.overdue_in;
+        self.overdue_out += o.overdue_out;
+        self.escalated_in += o.escalated_in;
+        self.escalated_out += o.escalated_out;
+    }
+
+    /// Open, overdue and escalated at the end of the last day summed.
+    pub fn standing(&self) -> (i64, i64, i64) {
+        (
+            self.open_in - self.open_out,
+            self.overdue_in - self.overdue_out,
+            self.escalated_in - self.escalated_out,
+        )
+    }
+}
+
+/// Counts of one day: of the obligations due that day (cancelled ones never
+/// count), and the [`Moves`] that happened on it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Daily {
     pub receipts_answered: i64,
@@ -105,6 +153,7 @@ pub struct Daily {
     pub answers_flagged: i64,
     /// Reply times of the answers given.
     pub replies: Replies,
+    pub moves: Moves,
 }
 
 impl Daily {
@@ -118,6 +167,7 @@ impl Daily {
         self.answers_on_time += o.answers_on_time;
         self.answers_flagged += o.answers_flagged;
         self.replies.merge(&o.replies);
+        self.moves.add(&o.moves);
     }
 
     pub fn is_zero(&self) -> bool {
@@ -130,6 +180,7 @@ impl Daily {
             && self.answers_on_time == 0
             && self.answers_flagged == 0
             && self.replies.is_empty()
+            && self.moves == Moves::default()
     }
 }
 
@@ -153,28 +204,58 @@ impl Tallies {
             ..Current::default()
         };
         let flagged = open && o.flagged_overdue;
-        let mut day = Daily::default();
-        match o.class {
-            Class::Receipt => {
-                day.receipts_answered = i64::from(answered) * sign;
-                day.receipts_on_time = i64::from(on_time) * sign;
-                day.receipts_flagged = i64::from(flagged) * sign;
-            }
-            Class::Feedback | Class::Answer => {
-                if o.class == Class::Feedback {
-                    day.feedback_answered = i64::from(answered) * sign;
-                    day.feedback_flagged = i64::from(flagged) * sign;
+        let due_day = shanghai_day(o.due_us);
+        let mut days: Vec<(i64, Daily)> = Vec::with_capacity(4);
+        let day = on(&mut days, due_day);
+        if o.state != "CANCELLED" {
+            match o.class {
+                Class::Receipt => {
+                    day.receipts_answered = i64::from(answered) * sign;
+                    day.receipts_on_time = i64::from(on_time) * sign;
+                    day.receipts_flagged = i64::from(flagged) * sign;
                 }
-                day.answers_answered = i64::from(answered) * sign;
-                day.answers_on_time = i64::from(on_time) * sign;
-                day.answers_flagged = i64::from(flagged) * sign;
-                if let (true, Some(closed)) = (answered, o.closed_us) {
-                    day.replies
-                        .add(((closed - o.opened_us) / 1_000_000).max(0), sign);
+                Class::Feedback | Class::Answer => {
+                    if o.class == Class::Feedback {
+                        day.feedback_answered = i64::from(answered) * sign;
+                        day.feedback_flagged = i64::from(flagged) * sign;
+                    }
+                    day.answers_answered = i64::from(answered) * sign;
+                    day.answers_on_time = i64::from(on_time) * sign;
+                    day.answers_flagged = i64::from(flagged) * sign;
+                    if let (true, Some(closed)) = (answered, o.closed_us) {
+                        day.replies
+                            .add(((closed - o.opened_us) / 1_000_000).max(0), sign);
+                    }
                 }
             }
         }
-        let due_day = shanghai_day(o.due_us);
+        // Each state is an interval of days [entered, left): entered when
+        // opened and past its threshold, left when closed (never before
+        // it was entered). Cancelled obligations were open too.
+        let opened = shanghai_day(o.opened_us);
+        // Closed means not OPEN, whatever closed_us says: so that what is
+        // in a state now adds up to the open count of `Current`.
+        let closed = (!open).then(|| shanghai_day(o.closed_us.unwrap_or(o.opened_us)));
+        type Counter = fn(&mut Moves) -> &mut i64;
+        let intervals: [(i64, Counter, Counter); 3] = [
+            (opened, |m| &mut m.open_in, |m| &mut m.open_out),
+            (
+                opened.max(due_day),
+                |m| &mut m.overdue_in,
+                |m| &mut m.overdue_out,
+            ),
+            (
+                opened.max(shanghai_day(o.escalates_us)),
+                |m| &mut m.escalated_in,
+                |m| &mut m.escalated_out,
+            ),
+        ];
+        for (entered, into, out_of) in intervals {
+            *into(&mut on(&mut days, entered).moves) += sign;
+            if let Some(closed) = closed {
+                *out_of(&mut on(&mut days, entered.max(closed)).moves) += sign;
+            }
+        }
         for (side, office) in [(Side::Debtor, &o.debtor), (Side::Creditor, &o.creditor)] {
             for prefix in prefixes(office) {
                 if !now.is_zero() {
@@ -183,11 +264,13 @@ impl Tallies {
                         .or_default()
                         .add(&now);
                 }
-                if !day.is_zero() {
-                    self.daily
-                        .entry((prefix.to_string(), side, due_day))
-                        .or_default()
-                        .add(&day);
+                for (day, counts) in &days {
+                    if !counts.is_zero() {
+                        self.daily
+                            .entry((prefix.to_string(), side, *day))
+                            .or_default()
+                            .add(counts);
+                    }
                 }
             }
         }
@@ -283,6 +366,71 @@ pub fn side_stats(now: &Current, days: &Daily, unflagged: &Unflagged) -> SideSta
     }
 }
 
+/// What a trend reads of one region on one side: its open obligations now,
+/// the tallies of each day from its first bucket on (to the last day
+/// anything is due or escalates), and the open obligations past due the
+/// sweeper has not flagged yet.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RegionDays {
+    pub open: i64,
+    pub days: BTreeMap<i64, Daily>,
+    /// (due day, class) of each unflagged overdue obligation.
+    pub unflagged: Vec<(i64, Class)>,
+}
+
+/// The KPIs of each bucket of whole days `(first, last)`, in ascending
+/// order: open, overdue and escalated as its last day ended; rates and
+/// reply times of what fell due within it, as things stand now.
+pub fn trend(region: &RegionDays, buckets: &[(i64, i64)]) -> Vec<SideStats> {
+    // Whatever is open now is in each state from some day on, so what
+    // stood before the first day is what is open now less the moves since.
+    let mut since = Moves::default();
+    for counts in region.days.values() {
+        since.add(&counts.moves);
+    }
+    let (open, overdue, escalated) = since.standing();
+    let mut standing = Moves {
+        open_in: region.open - open,
+        overdue_in: region.open - overdue,
+        escalated_in: region.open - escalated,
+        ..Moves::default()
+    };
+    let mut days = region.days.iter().peekable();
+    buckets
+        .iter()
+        .map(|&(first, last)| {
+            let mut due = Daily::default();
+            while let Some((_, counts)) = days.next_if(|(d, _)| **d <= last) {
+                standing.add(&counts.moves);
+            }
+            for (_, counts) in region.days.range(first..=last) {
+                due.add(counts);
+            }
+            let mut late = Unflagged::default();
+            for &(day, class) in &region.unflagged {
+                late.overdue(class, (first..=last).contains(&day));
+            }
+            let (open, overdue, escalated) = standing.standing();
+            let then = Current {
+                open,
+                flagged_overdue: overdue,
+                flagged_escalated: escalated,
+                ..Current::default()
+            };
+            // The standing already holds every overdue one, flagged or not.
+            side_stats(
+                &then,
+                &due,
+                &Unflagged {
+                    overdue: 0,
+                    escalated: 0,
+                    ..late
+                },
+            )
+        })
+        .collect()
+}
+
 /// What differs between stored and recounted tallies, if anything.
 pub fn difference(stored: &Tallies, counted: &Tallies) -> Option<String> {
     let mut lines = Vec::new();
@@ -304,6 +452,18 @@ fn differences<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
             lines.push(format!("{what} {k:?}: stored {s:?}, counted {c:?}"));
         }
     }
+}
+
+/// The counts of one day among a few.
+fn on(days: &mut Vec<(i64, Daily)>, day: i64) -> &mut Daily {
+    let i = match days.iter().position(|(d, _)| *d == day) {
+        Some(i) => i,
+        None => {
+            days.push((day, Daily::default()));
+            days.len() - 1
+        }
+    };
+    &mut days[i].1
 }
 
 /// The tallied prefixes of an office code (all three for a 6-digit code).
@@ -328,10 +488,17 @@ mod tests {
             state: state.into(),
             opened_us: 0,
             due_us: 10 * DAY_US,
+            escalates_us: 15 * DAY_US,
             closed_us: (state != "OPEN").then_some(3 * DAY_US),
             flagged_overdue: flagged,
             flagged_escalated: false,
         }
+    }
+
+    #[test]
+    fn parents_go_up_one_level() {
+        let up: Vec<&str> = ["34", "3415", "341502", "341502001"].map(parent).into();
+        assert_eq!(up, ["", "34", "3415", "341502"]);
     }
 
     #[test]
@@ -386,10 +553,56 @@ mod tests {
     }
 
     #[test]
-    fn cancelled_obligations_count_for_nothing() {
+    fn cancelled_obligations_count_only_as_once_open() {
         let mut t = Tallies::default();
         t.obligation(&facts(Class::Receipt, "CANCELLED", false), 1);
-        assert!(t.settled().is_empty());
+        let t = t.settled();
+        assert!(t.current.is_empty());
+        assert!(t.daily.values().all(|d| {
+            Daily {
+                moves: Moves::default(),
+                ..d.clone()
+            }
+            .is_zero()
+        }));
+        // Opened on day 0, cancelled on day 3: open in between, and
+        // neither overdue nor escalated (due day 10, escalation day 15).
+        let day = |d: i64| t.daily[&("341502".to_string(), Side::Creditor, d)].moves;
+        assert_eq!((day(0).open_in, day(3).open_out), (1, 1));
+        assert_eq!((day(10).overdue_in, day(10).overdue_out), (1, 1));
+        assert_eq!((day(15).escalated_in, day(15).escalated_out), (1, 1));
+    }
+
+    #[test]
+    fn a_trend_adds_up_rates_per_bucket() {
+        let mut t = Tallies::default();
+        // Due day 10: one answered late on day 3 (counts as answered), one
+        // open and flagged, one open not flagged yet (the sweeper's lag).
+        t.obligation(&facts(Class::Answer, "FULFILLED_LATE", false), 1);
+        t.obligation(&facts(Class::Answer, "OPEN", true), 1);
+        let region = RegionDays {
+            days: t
+                .daily
+                .iter()
+                .filter(|((p, s, _), _)| p == "310112" && *s == Side::Debtor)
+                .map(|((_, _, d), c)| (*d, c.clone()))
+                .collect(),
+            open: 1,
+            unflagged: vec![(10, Class::Answer)],
+        };
+        let points = trend(&region, &[(0, 6), (7, 13), (14, 20)]);
+        assert_eq!(points[1].answers_due, 3);
+        assert_eq!(points[1].answers_on_time, 0);
+        assert_eq!(points[1].replies.count(), 1);
+        assert_eq!(points[0].answers_due + points[2].answers_due, 0);
+        // At the end of days 6, 13 and 20: two opened on day 0 (one
+        // answered on day 3); the open one overdue from day 10, escalated
+        // from day 15. The unflagged one is not in these tallies at all.
+        let standing: Vec<_> = points
+            .iter()
+            .map(|p| (p.open, p.overdue, p.escalated))
+            .collect();
+        assert_eq!(standing, [(1, 0, 0), (1, 1, 0), (1, 1, 1)]);
     }
 
     #[test]
@@ -431,6 +644,7 @@ mod tests {
                     state: state.into(),
                     opened_us: 0,
                     due_us: due_day * DAY_US,
+                    escalates_us: (due_day + 5) * DAY_US,
                     closed_us: (state != "OPEN").then_some(reply_days * DAY_US),
                     flagged_overdue: fo,
                     flagged_escalated: fe,
@@ -454,6 +668,71 @@ mod tests {
             let mut last = Tallies::default();
             last.obligation(history.last().unwrap(), 1);
             prop_assert_eq!(changes.settled(), last.settled());
+        }
+
+        /// A trend's standing at the end of each day, from the tallies of
+        /// days alone, is what counting the obligations at that instant
+        /// gives — however they were opened, answered, cancelled or late.
+        #[test]
+        fn a_trend_stands_where_the_obligations_stood(
+            rows in proptest::collection::vec(
+                (0i64..40, -5i64..20, 0i64..10, proptest::option::of(0i64..30), 0i64..DAY_US, 0usize..3),
+                1..40,
+            ),
+            first in 0i64..60,
+        ) {
+            let at = |day: i64, frac: i64| day_start_us(day) + frac;
+            let facts: Vec<ObligationFacts> = rows
+                .iter()
+                .map(|&(opened, due, esc, closed, frac, state)| ObligationFacts {
+                    class: Class::Answer,
+                    debtor: "310112".into(),
+                    creditor: "341502".into(),
+                    state: match (closed, state) {
+                        (None, _) => "OPEN",
+                        (Some(_), 0) => "FULFILLED_ON_TIME",
+                        (Some(_), 1) => "FULFILLED_LATE",
+                        (Some(_), _) => "CANCELLED",
+                    }
+                    .into(),
+                    opened_us: at(opened, frac),
+                    due_us: at(opened + due, frac / 2),
+                    escalates_us: at(opened + due + esc, frac / 3),
+                    closed_us: closed.map(|c| at(opened + c, (frac * 7) % DAY_US).max(at(opened, frac))),
+                    flagged_overdue: false,
+                    flagged_escalated: false,
+                })
+                .collect();
+            let mut t = Tallies::default();
+            for f in &facts {
+                t.obligation(f, 1);
+            }
+            let t = t.settled();
+            let region = RegionDays {
+                open: t.current.get(&("3101".to_string(), Side::Debtor)).map_or(0, |c| c.open),
+                days: t
+                    .daily
+                    .into_iter()
+                    .filter(|((prefix, side, day), _)| prefix == "3101" && *side == Side::Debtor && *day >= first)
+                    .map(|((_, _, day), counts)| (day, counts))
+                    .collect(),
+                unflagged: vec![],
+            };
+            let buckets: Vec<(i64, i64)> = (first..first + 30).map(|d| (d, d)).collect();
+            for (&(day, _), point) in buckets.iter().zip(trend(&region, &buckets)) {
+                let end = day_start_us(day + 1);
+                let open: Vec<&ObligationFacts> = facts
+                    .iter()
+                    .filter(|f| f.opened_us < end && f.closed_us.is_none_or(|c| c >= end))
+                    .collect();
+                let overdue = open.iter().filter(|f| f.due_us < end).count() as i64;
+                let escalated = open.iter().filter(|f| f.escalates_us < end).count() as i64;
+                prop_assert_eq!(
+                    (point.open, point.overdue, point.escalated),
+                    (open.len() as i64, overdue, escalated),
+                    "day {}", day
+                );
+            }
         }
     }
 }

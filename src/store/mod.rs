@@ -24,7 +24,8 @@ pub const SYSTEM_SENDER: &str = "twoplace";
 
 pub use postgres::PgStore;
 pub use sql::{
-    TALLIES_DAILY_SQL, TALLIES_NOW_SQL, list_obligations_sql, overdue_in_region_sql, unflagged_sql,
+    REGION_DAYS_SQL, TALLIES_DAILY_SQL, TALLIES_NOW_SQL, list_obligations_sql,
+    overdue_in_region_sql, unflagged_sql,
 };
 pub use sqlite::SqliteStore;
 
@@ -273,15 +274,14 @@ pub trait Store: Send + Sync + 'static {
         query: &BacklogQuery,
     ) -> Result<std::collections::BTreeMap<(String, Side), SideStats>, StoreError>;
 
-    /// The obligations of the region's offices on one side that were open
-    /// at some time in `[from, to)`, for trends.
-    async fn trend_spans(
+    /// A region's own tallies on one side from `first_day` on, for trends.
+    async fn region_days(
         &self,
         prefix: &str,
         side: Side,
-        from: OffsetDateTime,
-        to: OffsetDateTime,
-    ) -> Result<Vec<crate::domain::kpi::Span>, StoreError>;
+        first_day: i64,
+        now: OffsetDateTime,
+    ) -> Result<crate::domain::tally::RegionDays, StoreError>;
 
     /// Open obligations past due owed in the region with a code prefix,
     /// oldest due first, each with the person's name as the origin gave it.

@@ -43,6 +43,7 @@ impl ObligationColumns {
             state: self.state.clone(),
             opened_us: self.opened_us,
             due_us: self.due_us,
+            escalates_us: self.escalates_us,
             closed_us: self.closed_us,
             flagged_overdue: overdue,
             flagged_escalated: escalated,
@@ -55,10 +56,10 @@ pub(crate) fn daily<R>(row: &R) -> Result<crate::domain::tally::Daily, StoreErro
 where
     R: sqlx::Row,
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'a> &'a str: sqlx::ColumnIndex<R>,
 {
-    let replies: String = row.try_get("replies")?;
+    let replies: Option<Vec<u8>> = row.try_get("replies")?;
     Ok(crate::domain::tally::Daily {
         receipts_answered: row.try_get("receipts_answered")?,
         receipts_on_time: row.try_get("receipts_on_time")?,
@@ -68,21 +69,39 @@ where
         answers_answered: row.try_get("answers_answered")?,
         answers_on_time: row.try_get("answers_on_time")?,
         answers_flagged: row.try_get("answers_flagged")?,
-        replies: replies_of(&replies)?,
+        replies: replies_of(replies.as_deref())?,
+        moves: moves(row)?,
     })
 }
 
-/// A stored reply histogram: JSON, or '' for none yet.
-pub(crate) fn replies_of(text: &str) -> Result<crate::domain::kpi::Replies, StoreError> {
-    if text.is_empty() {
-        return Ok(Default::default());
+/// Reads the moves of a `tallies_daily` row (or of their sums).
+pub(crate) fn moves<R>(row: &R) -> Result<crate::domain::tally::Moves, StoreError>
+where
+    R: sqlx::Row,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    Ok(crate::domain::tally::Moves {
+        open_in: row.try_get("open_in")?,
+        open_out: row.try_get("open_out")?,
+        overdue_in: row.try_get("overdue_in")?,
+        overdue_out: row.try_get("overdue_out")?,
+        escalated_in: row.try_get("escalated_in")?,
+        escalated_out: row.try_get("escalated_out")?,
+    })
+}
+
+/// A stored reply histogram, NULL for none yet.
+pub(crate) fn replies_of(bytes: Option<&[u8]>) -> Result<crate::domain::kpi::Replies, StoreError> {
+    match bytes {
+        None => Ok(Default::default()),
+        Some(bytes) => crate::domain::kpi::Replies::from_bytes(bytes).map_err(corrupt),
     }
-    serde_json::from_str(text).map_err(corrupt)
 }
 
 /// The columns tallies read, for [`obligation_facts`].
 pub(crate) const FACT_COLUMNS: &str = "kind, debtor, creditor, state, opened_us, due_us, \
-     closed_us, reminded_overdue_us, reminded_escalated_us";
+     escalates_us, closed_us, reminded_overdue_us, reminded_escalated_us";
 
 /// Reads the [`FACT_COLUMNS`] of an obligation row.
 pub(crate) fn obligation_facts<R>(row: &R) -> Result<ObligationFacts, StoreError>
@@ -101,6 +120,7 @@ where
         state: row.try_get("state")?,
         opened_us: row.try_get("opened_us")?,
         due_us: row.try_get("due_us")?,
+        escalates_us: row.try_get("escalates_us")?,
         closed_us: row.try_get("closed_us")?,
         flagged_overdue: row
             .try_get::<Option<i64>, _>("reminded_overdue_us")?
@@ -248,6 +268,11 @@ pub const TALLIES_NOW_SQL: &str = "SELECT prefix, side, open, flagged_overdue, \
 /// range (a county's row among its city's).
 pub const TALLIES_DAILY_SQL: &str = "SELECT * FROM tallies_daily WHERE parent = $1 \
      AND day >= $2 AND day <= $3 AND prefix >= $4 AND prefix < $5";
+
+/// A region's own daily tallies on one side from a day on, for a trend.
+/// Binds: $1 its parent, $2 the first day, $3 the region, $4 the side.
+pub const REGION_DAYS_SQL: &str = "SELECT * FROM tallies_daily \
+     WHERE parent = $1 AND day >= $2 AND prefix = $3 AND side = $4";
 
 /// Open obligations past due (or past escalation) the sweeper has not
 /// flagged yet, on one side: through the sweeper's partial indexes. Binds:
@@ -531,6 +556,13 @@ macro_rules! sql_store {
                     if !still && old.state == "OPEN" {
                         let flags = work.flags.get(key).copied().unwrap_or_default();
                         tallies.obligation(&old.facts(flags), -1);
+                        // Cancelled, it still counts as once open.
+                        let cancelled = $crate::store::sql::ObligationColumns {
+                            state: "CANCELLED".into(),
+                            closed_us: Some(now_us),
+                            ..old.clone()
+                        };
+                        tallies.obligation(&cancelled.facts(flags), 1);
                         sqlx::query(
                             "UPDATE obligations SET state = 'CANCELLED', closed_us = $1, \
                              closed_by = 'no longer owed' WHERE id = $2",
@@ -574,7 +606,6 @@ macro_rules! sql_store {
             ) -> Result<(), $crate::store::StoreError> {
                 use sqlx::Row as _;
                 use $crate::domain::kpi::Replies;
-                use $crate::store::sql::corrupt;
                 const ROWS: usize = 1000;
                 let tallies = tallies.settled();
                 let current: Vec<_> = tallies.current.iter().collect();
@@ -602,7 +633,7 @@ macro_rules! sql_store {
                     );
                     q.build().execute(&mut **tx).await?;
                 }
-                let parent = |prefix: &str| prefix[..prefix.len().saturating_sub(2)].to_string();
+                let parent = |prefix: &str| $crate::domain::tally::parent(prefix).to_string();
                 let daily: Vec<_> = tallies.daily.iter().collect();
                 for chunk in daily.chunks(ROWS) {
                     // The stored histograms of the days that gain replies.
@@ -624,7 +655,7 @@ macro_rules! sql_store {
                             let key: (String, String, i64) =
                                 (row.try_get("prefix")?, row.try_get("side")?, row.try_get("day")?);
                             let replies: Replies = $crate::store::sql::replies_of(
-                                &row.try_get::<String, _>("replies")?,
+                                row.try_get::<Option<Vec<u8>>, _>("replies")?.as_deref(),
                             )?;
                             stored.insert(key, replies);
                         }
@@ -640,13 +671,14 @@ macro_rules! sql_store {
                                 .remove(&(prefix.clone(), side.as_str().to_string(), *day))
                                 .unwrap_or_default();
                             r.merge(&d.replies);
-                            Some(serde_json::to_string(&r).map_err(corrupt)?)
+                            Some(r.to_bytes())
                         });
                     }
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO tallies_daily (parent, prefix, side, day, receipts_answered, \
                          receipts_on_time, receipts_flagged, feedback_answered, feedback_flagged, \
-                         answers_answered, answers_on_time, answers_flagged, replies) ",
+                         answers_answered, answers_on_time, answers_flagged, open_in, open_out, \
+                         overdue_in, overdue_out, escalated_in, escalated_out, replies) ",
                     );
                     q.push_values(chunk.iter().zip(merged), |mut b, (((prefix, side, day), d), replies)| {
                         b.push_bind(parent(prefix))
@@ -661,9 +693,15 @@ macro_rules! sql_store {
                             .push_bind(d.answers_answered)
                             .push_bind(d.answers_on_time)
                             .push_bind(d.answers_flagged)
-                            // A new row without replies starts empty; an
-                            // existing one keeps its histogram (the '' marks it).
-                            .push_bind(replies.unwrap_or_default());
+                            .push_bind(d.moves.open_in)
+                            .push_bind(d.moves.open_out)
+                            .push_bind(d.moves.overdue_in)
+                            .push_bind(d.moves.overdue_out)
+                            .push_bind(d.moves.escalated_in)
+                            .push_bind(d.moves.escalated_out)
+                            // NULL: a new row has no replies yet, an
+                            // existing one keeps its histogram.
+                            .push_bind(replies);
                     });
                     q.push(
                         " ON CONFLICT (parent, day, prefix, side) DO UPDATE SET \
@@ -675,8 +713,13 @@ macro_rules! sql_store {
                          answers_answered = tallies_daily.answers_answered + excluded.answers_answered, \
                          answers_on_time = tallies_daily.answers_on_time + excluded.answers_on_time, \
                          answers_flagged = tallies_daily.answers_flagged + excluded.answers_flagged, \
-                         replies = CASE WHEN excluded.replies = '' THEN tallies_daily.replies \
-                         ELSE excluded.replies END",
+                         open_in = tallies_daily.open_in + excluded.open_in, \
+                         open_out = tallies_daily.open_out + excluded.open_out, \
+                         overdue_in = tallies_daily.overdue_in + excluded.overdue_in, \
+                         overdue_out = tallies_daily.overdue_out + excluded.overdue_out, \
+                         escalated_in = tallies_daily.escalated_in + excluded.escalated_in, \
+                         escalated_out = tallies_daily.escalated_out + excluded.escalated_out, \
+                         replies = COALESCE(excluded.replies, tallies_daily.replies)",
                     );
                     q.build().execute(&mut **tx).await?;
                 }
@@ -817,6 +860,7 @@ macro_rules! sql_store {
                                 state: "OPEN".into(),
                                 opened_us: now_us,
                                 due_us: *due_us,
+                                escalates_us: *escalates_us,
                                 closed_us: None,
                                 flagged_overdue: false,
                                 flagged_escalated: false,
@@ -1416,9 +1460,10 @@ macro_rules! sql_store {
                 // Office codes are digits: everything with the prefix sorts
                 // below the prefix followed by ':'.
                 let upper = format!("{}:", q.prefix);
-                // Children are tallied down to counties; a county's offices
-                // share its code.
-                let level = q.child_len.min(6) as i64;
+                // A county's offices are counted together, as the county (its
+                // township offices are tallied too, but the county's own
+                // office only within the county); a township is its own row.
+                let level = if q.prefix.len() == 9 { 9 } else { q.child_len.min(6) as i64 };
                 let now_us = to_us(q.now);
                 let first_day = shanghai_day(to_us(q.window_start));
                 let last_day = shanghai_day(to_us(q.window_end) - 1);
@@ -1448,9 +1493,13 @@ macro_rules! sql_store {
                 for row in sqlx::query(
                     $crate::store::sql::TALLIES_DAILY_SQL,
                 )
-                // The children's parent is the region, but a county is its
-                // own child: its row sits under its city.
-                .bind(if q.prefix.len() >= 6 { &q.prefix[..4] } else { q.prefix.as_str() })
+                // The children's parent is the region, but a county or a
+                // township is its own child: its row sits under its parent.
+                .bind(if q.prefix.len() as i64 == level {
+                    $crate::domain::tally::parent(&q.prefix)
+                } else {
+                    q.prefix.as_str()
+                })
                 .bind(first_day)
                 .bind(last_day)
                 .bind(&q.prefix)
@@ -1516,51 +1565,56 @@ macro_rules! sql_store {
             }
 
             #[tracing::instrument(skip_all)]
-            async fn trend_spans(
+            async fn region_days(
                 &self,
                 prefix: &str,
                 side: $crate::store::Side,
-                from: time::OffsetDateTime,
-                to: time::OffsetDateTime,
-            ) -> Result<Vec<$crate::domain::kpi::Span>, $crate::store::StoreError> {
+                first_day: i64,
+                now: time::OffsetDateTime,
+            ) -> Result<$crate::domain::tally::RegionDays, $crate::store::StoreError> {
                 use sqlx::Row as _;
-                use $crate::store::{Side, to_us};
-                // Two fixed statements, one per side.
-                let sql = match side {
-                    Side::Debtor => {
-                        "SELECT kind, state, opened_us, due_us, escalates_us, closed_us FROM obligations \
-                         WHERE debtor >= $1 AND debtor < $2 AND opened_us < $3 \
-                         AND (closed_us IS NULL OR closed_us >= $4)"
-                    }
-                    Side::Creditor => {
-                        "SELECT kind, state, opened_us, due_us, escalates_us, closed_us FROM obligations \
-                         WHERE creditor >= $1 AND creditor < $2 AND opened_us < $3 \
-                         AND (closed_us IS NULL OR closed_us >= $4)"
-                    }
+                use $crate::domain::tally::{Class, RegionDays, parent, shanghai_day};
+                use $crate::store::Side;
+                let open: Option<i64> = sqlx::query(
+                    "SELECT open FROM tallies_now WHERE prefix = $1 AND side = $2",
+                )
+                .bind(prefix)
+                .bind(side.as_str())
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|row| row.try_get("open"))
+                .transpose()?;
+                let mut region = RegionDays { open: open.unwrap_or(0), ..RegionDays::default() };
+                for row in sqlx::query($crate::store::sql::REGION_DAYS_SQL)
+                .bind(parent(prefix))
+                .bind(first_day)
+                .bind(prefix)
+                .bind(side.as_str())
+                .fetch_all(&self.pool)
+                .await?
+                {
+                    region.days.insert(row.try_get("day")?, $crate::store::sql::daily(&row)?);
+                }
+                let own = match side {
+                    Side::Debtor => "debtor",
+                    Side::Creditor => "creditor",
                 };
-                let rows = sqlx::query(sql)
-                    .bind(prefix)
-                    .bind(format!("{prefix}:"))
-                    .bind(to_us(to))
-                    .bind(to_us(from))
-                    .fetch_all(&self.pool)
-                    .await?;
-                rows.iter()
-                    .map(|row| {
-                        let kind: String = row.try_get("kind")?;
-                        let state: String = row.try_get("state")?;
-                        Ok($crate::domain::kpi::Span {
-                            receipt: kind == "RECEIPT",
-                            periodic: kind == "PERIODIC_FEEDBACK",
-                            opened_us: row.try_get("opened_us")?,
-                            due_us: row.try_get("due_us")?,
-                            escalates_us: row.try_get("escalates_us")?,
-                            closed_us: row.try_get("closed_us")?,
-                            on_time: state == "FULFILLED_ON_TIME",
-                            given: state == "FULFILLED_ON_TIME" || state == "FULFILLED_LATE",
-                        })
-                    })
-                    .collect()
+                for row in sqlx::query(sqlx::AssertSqlSafe(
+                    $crate::store::sql::unflagged_sql(own, false),
+                ))
+                .bind(prefix.len() as i64)
+                .bind($crate::store::to_us(now))
+                .bind(prefix)
+                .bind(format!("{prefix}:"))
+                .fetch_all(&self.pool)
+                .await?
+                {
+                    let kind: String = row.try_get("kind")?;
+                    region
+                        .unflagged
+                        .push((shanghai_day(row.try_get("due_us")?), Class::of_kind(&kind)));
+                }
+                Ok(region)
             }
 
             #[tracing::instrument(skip_all)]
