@@ -228,9 +228,16 @@ pub(crate) fn parse_duration(raw: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("TWOPLACE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn,hyper=warn"));
+fn init_logging(format: LogFormat, bench: bool) {
+    // The bench generates millions of rows in single statements on
+    // purpose: sqlx's slow-statement warnings would drown its report.
+    let default = if bench {
+        "info,sqlx=error,h2=warn,tower=warn,hyper=warn"
+    } else {
+        "info,sqlx=warn,h2=warn,tower=warn,hyper=warn"
+    };
+    let filter =
+        EnvFilter::try_from_env("TWOPLACE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     // Logs go to stderr: stdout is for what a command prints (JSON, tables).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -243,7 +250,7 @@ fn init_logging(format: LogFormat) {
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, matches!(cli.command, Command::Bench(_)));
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -277,8 +277,33 @@ async fn duplicates_answer_as_the_first_time_and_conflicts_are_rejected(backend:
     assert_eq!(conflict[0].violations[0].field, "messages[0].message_id");
     assert_eq!(conflict[0].violations[0].reason, "CONFLICT");
 
+    // A new id used twice in one batch with different content: the first
+    // is accepted, the second is a conflict.
+    let first_cert = envelope(
+        "cert-x",
+        DESTINATION,
+        &id,
+        Body::CertificateIssued(proto::CertificateIssued {
+            certificate_number: "LA-1".into(),
+            issued_on: date(2024, 2, 1),
+            valid_until: None,
+        }),
+    );
+    let mut other_cert = first_cert.clone();
+    if let Some(Body::CertificateIssued(c)) = &mut other_cert.body {
+        c.certificate_number = "LA-2".into();
+    }
+    let both = publish(&mut origin, vec![first_cert, other_cert]).await;
+    assert_eq!(status_of(&both[0]), proto::PublishStatus::Accepted);
+    assert_eq!(status_of(&both[1]), proto::PublishStatus::Rejected);
+    assert_eq!(both[1].violations[0].reason, "CONFLICT");
+
     let mut destination = server.office(DESTINATION).await;
-    assert_eq!(inbox_all(&mut destination).await.len(), 1, "stored once");
+    assert_eq!(
+        inbox_all(&mut destination).await.len(),
+        2,
+        "each stored once"
+    );
     server.finish().await;
 }
 

@@ -31,6 +31,87 @@ pub(crate) struct CaseWork {
     /// message stored in this transaction is ACTIVE.
     pub standings: HashMap<(String, String), String>,
     pub dirty: bool,
+    /// Its row was inserted in this transaction, already as reconciled.
+    pub inserted: bool,
+}
+
+impl CaseWork {
+    /// A case not loaded yet, or not seen before.
+    pub fn new(origin: &str) -> Self {
+        CaseWork {
+            id: None,
+            messages: Vec::new(),
+            reconciled: None,
+            stored: HashMap::new(),
+            flags: HashMap::new(),
+            origin: origin.to_string(),
+            counted: (None, 0, 0),
+            standings: HashMap::new(),
+            dirty: false,
+            inserted: false,
+        }
+    }
+
+    /// The columns of its `cases` row that reconciliation sets.
+    pub fn columns(&self) -> Result<Option<CaseColumns>, StoreError> {
+        let Some(r) = self.reconciled.as_ref() else {
+            return Ok(None);
+        };
+        let findings = crate::domain::reconcile::Findings {
+            discrepancies: r.discrepancies.clone(),
+            orphans: r.orphans.clone(),
+        };
+        Ok(Some(CaseColumns {
+            destination: r
+                .state
+                .current_destination()
+                .map(|d| d.as_str().to_string()),
+            status: r.state.status.as_str(),
+            state: serde_json::to_string(&r.state).map_err(corrupt)?,
+            open_discrepancies: findings
+                .discrepancies
+                .iter()
+                .filter(|d| d.resolved_at.is_none())
+                .count() as i64,
+            orphans: findings.orphans.len() as i64,
+            findings: serde_json::to_string(&findings).map_err(corrupt)?,
+            next_change_us: r.next_change.map(to_us),
+        }))
+    }
+}
+
+/// What reconciliation writes to a `cases` row.
+pub(crate) struct CaseColumns {
+    pub destination: Option<String>,
+    pub status: &'static str,
+    pub state: String,
+    pub findings: String,
+    pub open_discrepancies: i64,
+    pub orphans: i64,
+    pub next_change_us: Option<i64>,
+}
+
+/// A message accepted in this transaction, written with the others of its
+/// batch in one statement per table.
+pub(crate) struct NewMessage {
+    pub case_id: i64,
+    pub sender: String,
+    pub message_id: String,
+    pub content_hash: Vec<u8>,
+    pub kind: &'static str,
+    /// Each recipient, with the (due, escalates) of the RECEIPT it owes.
+    pub recipients: Vec<(String, Option<(i64, i64)>)>,
+    pub envelope: Vec<u8>,
+    pub body: String,
+}
+
+/// An obligation row to insert: derived by reconciliation, or the RECEIPT
+/// of a delivery.
+pub(crate) struct NewObligation {
+    pub case_id: i64,
+    pub key: String,
+    pub columns: ObligationColumns,
+    pub delivery: Option<i64>,
 }
 
 impl ObligationColumns {
@@ -329,139 +410,172 @@ macro_rules! sql_store {
                 policy: &$crate::domain::Policy,
                 now: time::OffsetDateTime,
             ) -> Result<$crate::store::sql::CaseWork, $crate::store::StoreError> {
+                let mut works = Self::load_cases(tx, &[case], policy, now).await?;
+                works
+                    .remove(&(case.resident.as_str().to_string(), case.origin.to_string()))
+                    .ok_or_else(|| $crate::store::sql::corrupt("a case not loaded"))
+            }
+
+            /// Loads the cases a batch touches, by (resident, origin), with
+            /// everything reconciliation needs: three statements for all of
+            /// them. A case not seen before gets an empty work item.
+            async fn load_cases(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                keys: &[&$crate::domain::CaseKey],
+                policy: &$crate::domain::Policy,
+                now: time::OffsetDateTime,
+            ) -> Result<
+                std::collections::HashMap<(String, String), $crate::store::sql::CaseWork>,
+                $crate::store::StoreError,
+            > {
                 use sqlx::Row as _;
+                use std::collections::HashMap;
                 use $crate::domain::reconcile::{Recorded, reconcile};
                 use $crate::domain::{MessageId, RegionCode};
                 use $crate::store::sql::{CaseWork, ObligationColumns, corrupt};
                 use $crate::store::{SYSTEM_SENDER, from_us};
+                const ROWS: usize = 400;
 
-                let row = sqlx::query(
-                    "SELECT id, destination, orphans, open_discrepancies FROM cases \
-                     WHERE resident_id = $1 AND origin = $2",
-                )
-                .bind(case.resident.as_str())
-                .bind(case.origin.as_str())
-                .fetch_optional(&mut **tx)
-                .await?;
-                let (id, counted) = match row {
-                    Some(row) => (
-                        Some(row.try_get::<i64, _>("id")?),
-                        (
+                let mut works: HashMap<(String, String), CaseWork> = HashMap::new();
+                let mut domain_keys = HashMap::new();
+                for key in keys {
+                    let k = (key.resident.as_str().to_string(), key.origin.to_string());
+                    works
+                        .entry(k.clone())
+                        .or_insert_with(|| CaseWork::new(key.origin.as_str()));
+                    domain_keys.insert(k, *key);
+                }
+                let wanted: Vec<(String, String)> = works.keys().cloned().collect();
+                let mut by_id: HashMap<i64, (String, String)> = HashMap::new();
+                for chunk in wanted.chunks(ROWS) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT id, resident_id, origin, destination, orphans, open_discrepancies \
+                         FROM cases WHERE (resident_id, origin) IN ",
+                    );
+                    q.push_tuples(chunk, |mut b, (resident, origin)| {
+                        b.push_bind(resident.as_str()).push_bind(origin.as_str());
+                    });
+                    for row in q.build().fetch_all(&mut **tx).await? {
+                        let key: (String, String) = (row.try_get("resident_id")?, row.try_get("origin")?);
+                        let id: i64 = row.try_get("id")?;
+                        let work = works
+                            .get_mut(&key)
+                            .ok_or_else(|| corrupt("a case not asked for"))?;
+                        work.id = Some(id);
+                        work.counted = (
                             row.try_get("destination")?,
                             row.try_get("orphans")?,
                             row.try_get("open_discrepancies")?,
-                        ),
-                    ),
-                    None => (None, (None, 0, 0)),
-                };
-                let mut work = CaseWork {
-                    id,
-                    messages: Vec::new(),
-                    reconciled: None,
-                    stored: std::collections::HashMap::new(),
-                    flags: std::collections::HashMap::new(),
-                    origin: case.origin.to_string(),
-                    counted,
-                    standings: std::collections::HashMap::new(),
-                    dirty: false,
-                };
-                let Some(id) = id else {
-                    return Ok(work);
-                };
-                let rows = sqlx::query(
-                    "SELECT message_id, sender, recipient, accepted_us, body, standing FROM messages \
-                     WHERE case_id = $1 AND sender <> $2 ORDER BY id",
-                )
-                .bind(id)
-                .bind(SYSTEM_SENDER)
-                .fetch_all(&mut **tx)
-                .await?;
-                for row in rows {
-                    let message_id: String = row.try_get("message_id")?;
-                    let sender: String = row.try_get("sender")?;
-                    let recipient: String = row.try_get("recipient")?;
-                    let body: String = row.try_get("body")?;
-                    work.standings.insert(
-                        (sender.clone(), message_id.clone()),
-                        row.try_get("standing")?,
-                    );
-                    work.messages.push(Recorded {
-                        id: MessageId::parse(&message_id).map_err(corrupt)?,
-                        sender: RegionCode::parse_format(&sender).map_err(corrupt)?,
-                        recipient: RegionCode::parse_format(&recipient).map_err(corrupt)?,
-                        accepted_at: from_us(row.try_get("accepted_us")?)?,
-                        body: serde_json::from_str(&body)
-                            .map_err(|e| corrupt(format!("message {message_id}: {e}")))?,
-                    });
+                        );
+                        by_id.insert(id, key);
+                    }
                 }
-                let rows = sqlx::query(
-                    "SELECT id, key, kind, debtor, creditor, state, opened_us, due_us, \
-                     escalates_us, closed_us, closed_by, detail, reminded_overdue_us, \
-                     reminded_escalated_us FROM obligations \
-                     WHERE case_id = $1 AND delivery IS NULL",
-                )
-                .bind(id)
-                .fetch_all(&mut **tx)
-                .await?;
-                for row in rows {
-                    work.flags.insert(
-                        row.try_get("key")?,
-                        (
-                            row.try_get::<Option<i64>, _>("reminded_overdue_us")?.is_some(),
-                            row.try_get::<Option<i64>, _>("reminded_escalated_us")?.is_some(),
-                        ),
+                let ids: Vec<i64> = by_id.keys().copied().collect();
+                for chunk in ids.chunks(ROWS) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT case_id, message_id, sender, recipient, accepted_us, body, standing \
+                         FROM messages WHERE sender <> ",
                     );
-                    work.stored.insert(
-                        row.try_get("key")?,
-                        (
-                            row.try_get("id")?,
-                            ObligationColumns {
-                                kind: row.try_get("kind")?,
-                                debtor: row.try_get("debtor")?,
-                                creditor: row.try_get("creditor")?,
-                                state: row.try_get("state")?,
-                                opened_us: row.try_get("opened_us")?,
-                                due_us: row.try_get("due_us")?,
-                                escalates_us: row.try_get("escalates_us")?,
-                                closed_us: row.try_get("closed_us")?,
-                                closed_by: row.try_get("closed_by")?,
-                                detail: row.try_get("detail")?,
-                            },
-                        ),
+                    q.push_bind(SYSTEM_SENDER);
+                    q.push(" AND case_id IN (");
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    list.push_unseparated(") ORDER BY case_id, id");
+                    for row in q.build().fetch_all(&mut **tx).await? {
+                        let case_id: i64 = row.try_get("case_id")?;
+                        let work = by_id
+                            .get(&case_id)
+                            .and_then(|k| works.get_mut(k))
+                            .ok_or_else(|| corrupt("a message of a case not asked for"))?;
+                        let message_id: String = row.try_get("message_id")?;
+                        let sender: String = row.try_get("sender")?;
+                        let recipient: String = row.try_get("recipient")?;
+                        let body: String = row.try_get("body")?;
+                        work.standings.insert(
+                            (sender.clone(), message_id.clone()),
+                            row.try_get("standing")?,
+                        );
+                        work.messages.push(Recorded {
+                            id: MessageId::parse(&message_id).map_err(corrupt)?,
+                            sender: RegionCode::parse_format(&sender).map_err(corrupt)?,
+                            recipient: RegionCode::parse_format(&recipient).map_err(corrupt)?,
+                            accepted_at: from_us(row.try_get("accepted_us")?)?,
+                            body: serde_json::from_str(&body)
+                                .map_err(|e| corrupt(format!("message {message_id}: {e}")))?,
+                        });
+                    }
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT case_id, id, key, kind, debtor, creditor, state, opened_us, due_us, \
+                         escalates_us, closed_us, closed_by, detail, reminded_overdue_us, \
+                         reminded_escalated_us FROM obligations \
+                         WHERE delivery IS NULL AND case_id IN (",
                     );
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    list.push_unseparated(")");
+                    for row in q.build().fetch_all(&mut **tx).await? {
+                        let case_id: i64 = row.try_get("case_id")?;
+                        let work = by_id
+                            .get(&case_id)
+                            .and_then(|k| works.get_mut(k))
+                            .ok_or_else(|| corrupt("an obligation of a case not asked for"))?;
+                        work.flags.insert(
+                            row.try_get("key")?,
+                            (
+                                row.try_get::<Option<i64>, _>("reminded_overdue_us")?.is_some(),
+                                row.try_get::<Option<i64>, _>("reminded_escalated_us")?.is_some(),
+                            ),
+                        );
+                        work.stored.insert(
+                            row.try_get("key")?,
+                            (
+                                row.try_get("id")?,
+                                ObligationColumns {
+                                    kind: row.try_get("kind")?,
+                                    debtor: row.try_get("debtor")?,
+                                    creditor: row.try_get("creditor")?,
+                                    state: row.try_get("state")?,
+                                    opened_us: row.try_get("opened_us")?,
+                                    due_us: row.try_get("due_us")?,
+                                    escalates_us: row.try_get("escalates_us")?,
+                                    closed_us: row.try_get("closed_us")?,
+                                    closed_by: row.try_get("closed_by")?,
+                                    detail: row.try_get("detail")?,
+                                },
+                            ),
+                        );
+                    }
                 }
-                work.reconciled = Some(reconcile(case, &work.messages, policy, now));
-                Ok(work)
+                for (k, work) in works.iter_mut() {
+                    if work.id.is_some() {
+                        work.reconciled = Some(reconcile(domain_keys[k], &work.messages, policy, now));
+                    }
+                }
+                Ok(works)
             }
 
-            /// Writes a case's reconciliation: its row, its obligations
-            /// (inserted, updated, or cancelled when no longer owed — never
-            /// deleted) and the standing of its messages.
+            /// Writes a case's reconciliation: its row (unless just inserted
+            /// as reconciled), its obligations (updated, or cancelled when no
+            /// longer owed — never deleted; new ones are added to
+            /// `obligations` for one insert) and the standing of its messages.
             async fn persist_case(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 work: &$crate::store::sql::CaseWork,
                 now_us: i64,
                 tallies: &mut $crate::domain::tally::Tallies,
+                obligations: &mut Vec<$crate::store::sql::NewObligation>,
             ) -> Result<(), $crate::store::StoreError> {
-                use $crate::domain::RegionCode;
-                use $crate::store::sql::{ObligationColumns, corrupt};
-                use $crate::store::to_us;
+                use $crate::store::sql::{NewObligation, ObligationColumns};
 
-                let (Some(case_id), Some(r)) = (work.id, work.reconciled.as_ref()) else {
+                let (Some(case_id), Some(r), Some(columns)) =
+                    (work.id, work.reconciled.as_ref(), work.columns()?)
+                else {
                     return Ok(());
                 };
-                let state = serde_json::to_string(&r.state).map_err(corrupt)?;
-                let findings = $crate::domain::reconcile::Findings {
-                    discrepancies: r.discrepancies.clone(),
-                    orphans: r.orphans.clone(),
-                };
-                let open_discrepancies = findings
-                    .discrepancies
-                    .iter()
-                    .filter(|d| d.resolved_at.is_none())
-                    .count() as i64;
-                let orphans = findings.orphans.len() as i64;
-                let findings = serde_json::to_string(&findings).map_err(corrupt)?;
                 let (old_destination, old_orphans, old_discrepancies) = &work.counted;
                 tallies.case(
                     &work.origin,
@@ -472,27 +586,29 @@ macro_rules! sql_store {
                 );
                 tallies.case(
                     &work.origin,
-                    r.state.current_destination().map(RegionCode::as_str),
-                    orphans,
-                    open_discrepancies,
+                    columns.destination.as_deref(),
+                    columns.orphans,
+                    columns.open_discrepancies,
                     1,
                 );
-                sqlx::query(
-                    "UPDATE cases SET destination = $1, status = $2, state = $3, findings = $4, \
-                     open_discrepancies = $5, orphans = $6, next_change_us = $7, updated_us = $8 \
-                     WHERE id = $9",
-                )
-                .bind(r.state.current_destination().map(RegionCode::as_str))
-                .bind(r.state.status.as_str())
-                .bind(&state)
-                .bind(&findings)
-                .bind(open_discrepancies)
-                .bind(orphans)
-                .bind(r.next_change.map(to_us))
-                .bind(now_us)
-                .bind(case_id)
-                .execute(&mut **tx)
-                .await?;
+                if !work.inserted {
+                    sqlx::query(
+                        "UPDATE cases SET destination = $1, status = $2, state = $3, findings = $4, \
+                         open_discrepancies = $5, orphans = $6, next_change_us = $7, updated_us = $8 \
+                         WHERE id = $9",
+                    )
+                    .bind(&columns.destination)
+                    .bind(columns.status)
+                    .bind(&columns.state)
+                    .bind(&columns.findings)
+                    .bind(columns.open_discrepancies)
+                    .bind(columns.orphans)
+                    .bind(columns.next_change_us)
+                    .bind(now_us)
+                    .bind(case_id)
+                    .execute(&mut **tx)
+                    .await?;
+                }
 
                 for o in &r.obligations {
                     let new = ObligationColumns::of(o);
@@ -528,25 +644,12 @@ macro_rules! sql_store {
                         }
                         None => {
                             tallies.obligation(&new.facts((false, false)), 1);
-                            sqlx::query(
-                                "INSERT INTO obligations (case_id, key, kind, debtor, creditor, \
-                                 state, opened_us, due_us, escalates_us, closed_us, closed_by, detail) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                            )
-                            .bind(case_id)
-                            .bind(&o.key)
-                            .bind(&new.kind)
-                            .bind(&new.debtor)
-                            .bind(&new.creditor)
-                            .bind(&new.state)
-                            .bind(new.opened_us)
-                            .bind(new.due_us)
-                            .bind(new.escalates_us)
-                            .bind(new.closed_us)
-                            .bind(&new.closed_by)
-                            .bind(&new.detail)
-                            .execute(&mut **tx)
-                            .await?;
+                            obligations.push(NewObligation {
+                                case_id,
+                                key: o.key.clone(),
+                                columns: new,
+                                delivery: None,
+                            });
                         }
                     }
                 }
@@ -803,89 +906,196 @@ macro_rules! sql_store {
                 Ok(tallies.settled())
             }
 
-            /// Stores a message of the case and delivers it, with a RECEIPT
-            /// obligation (due, escalates) per recipient that owes one. Returns the message's row id, or
-            /// None when (sender, message_id) was already taken.
-            #[allow(clippy::too_many_arguments)]
-            async fn insert_message(
+            /// Stores messages and delivers them, with a RECEIPT obligation
+            /// (due, escalates) per recipient that owes one, added to
+            /// `obligations`: one statement per table and few hundred rows.
+            /// Returns each message's row id, or None where (sender,
+            /// message id) was already taken. Deliveries are numbered in the
+            /// order of `messages`.
+            async fn insert_messages(
                 tx: &mut sqlx::Transaction<'static, $db>,
-                case_id: i64,
-                sender: &str,
-                message_id: &str,
-                content_hash: &[u8],
-                kind: &str,
-                recipients: &[(String, Option<(i64, i64)>)],
-                envelope: &[u8],
-                body: &str,
+                messages: &[$crate::store::sql::NewMessage],
                 now_us: i64,
                 tallies: &mut $crate::domain::tally::Tallies,
-            ) -> Result<Option<i64>, $crate::store::StoreError> {
+                obligations: &mut Vec<$crate::store::sql::NewObligation>,
+            ) -> Result<Vec<Option<i64>>, $crate::store::StoreError> {
                 use sqlx::Row as _;
-                let row = sqlx::query(
-                    "INSERT INTO messages (sender, message_id, content_hash, kind, case_id, \
-                     recipient, envelope, body, standing, accepted_us) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ACTIVE', $9) \
-                     ON CONFLICT (sender, message_id) DO NOTHING RETURNING id",
-                )
-                .bind(sender)
-                .bind(message_id)
-                .bind(content_hash)
-                .bind(kind)
-                .bind(case_id)
-                .bind(recipients.first().map(|(r, _)| r.as_str()).unwrap_or_default())
-                .bind(envelope)
-                .bind(body)
-                .bind(now_us)
-                .fetch_optional(&mut **tx)
-                .await?;
-                let Some(row) = row else {
-                    return Ok(None);
-                };
-                let message_row: i64 = row.try_get("id")?;
-                for (recipient, receipt) in recipients {
-                    let seq: i64 = sqlx::query(
-                        "INSERT INTO deliveries (recipient, message) VALUES ($1, $2) RETURNING seq",
-                    )
-                    .bind(recipient)
-                    .bind(message_row)
-                    .fetch_one(&mut **tx)
-                    .await?
-                    .try_get("seq")?;
-                    if let Some((due_us, escalates_us)) = receipt {
-                        tallies.obligation(
-                            &$crate::domain::tally::ObligationFacts {
-                                class: $crate::domain::tally::Class::Receipt,
-                                debtor: recipient.clone(),
-                                creditor: sender.to_string(),
-                                state: "OPEN".into(),
-                                opened_us: now_us,
-                                due_us: *due_us,
-                                escalates_us: *escalates_us,
-                                closed_us: None,
-                                flagged_overdue: false,
-                                flagged_escalated: false,
-                            },
-                            1,
-                        );
-                        sqlx::query(
-                            "INSERT INTO obligations (case_id, key, kind, debtor, creditor, state, \
-                             opened_us, due_us, escalates_us, detail, delivery) \
-                             VALUES ($1, $2, 'RECEIPT', $3, $4, 'OPEN', $5, $6, $7, $8, $9)",
-                        )
-                        .bind(case_id)
-                        .bind(format!("RECEIPT:{seq}"))
-                        .bind(recipient)
-                        .bind(sender)
-                        .bind(now_us)
-                        .bind(due_us)
-                        .bind(escalates_us)
-                        .bind(message_id)
-                        .bind(seq)
-                        .execute(&mut **tx)
-                        .await?;
+                use std::collections::HashMap;
+                use $crate::domain::tally::{Class, ObligationFacts};
+                use $crate::store::sql::{NewObligation, ObligationColumns};
+                const ROWS: usize = 300;
+
+                let mut rows: HashMap<(String, String), i64> = HashMap::with_capacity(messages.len());
+                for chunk in messages.chunks(ROWS) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO messages (sender, message_id, content_hash, kind, case_id, \
+                         recipient, envelope, body, standing, accepted_us) ",
+                    );
+                    q.push_values(chunk, |mut b, m| {
+                        b.push_bind(m.sender.as_str())
+                            .push_bind(m.message_id.as_str())
+                            .push_bind(m.content_hash.as_slice())
+                            .push_bind(m.kind)
+                            .push_bind(m.case_id)
+                            .push_bind(m.recipients.first().map(|(r, _)| r.as_str()).unwrap_or_default())
+                            .push_bind(m.envelope.as_slice())
+                            .push_bind(m.body.as_str())
+                            .push_bind("ACTIVE")
+                            .push_bind(now_us);
+                    });
+                    q.push(" ON CONFLICT (sender, message_id) DO NOTHING RETURNING id, sender, message_id");
+                    for row in q.build().fetch_all(&mut **tx).await? {
+                        rows.insert((row.try_get("sender")?, row.try_get("message_id")?), row.try_get("id")?);
                     }
                 }
-                Ok(Some(message_row))
+                let ids: Vec<Option<i64>> = messages
+                    .iter()
+                    .map(|m| rows.get(&(m.sender.clone(), m.message_id.clone())).copied())
+                    .collect();
+                // (message row, recipient, the message) in message order.
+                let deliveries: Vec<(i64, &str, &$crate::store::sql::NewMessage)> = messages
+                    .iter()
+                    .zip(&ids)
+                    .filter_map(|(m, id)| id.map(|id| (id, m)))
+                    .flat_map(|(id, m)| m.recipients.iter().map(move |(r, _)| (id, r.as_str(), m)))
+                    .collect();
+                let mut seqs: HashMap<(i64, String), i64> = HashMap::with_capacity(deliveries.len());
+                for chunk in deliveries.chunks(ROWS) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO deliveries (recipient, message) ");
+                    q.push_values(chunk, |mut b, (id, recipient, _)| {
+                        b.push_bind(*recipient).push_bind(*id);
+                    });
+                    q.push(" RETURNING seq, recipient, message");
+                    for row in q.build().fetch_all(&mut **tx).await? {
+                        seqs.insert((row.try_get("message")?, row.try_get("recipient")?), row.try_get("seq")?);
+                    }
+                }
+                for (id, recipient, m) in deliveries {
+                    let seq = *seqs
+                        .get(&(id, recipient.to_string()))
+                        .ok_or_else(|| $crate::store::sql::corrupt("a delivery not numbered"))?;
+                    let Some((due_us, escalates_us)) = m
+                        .recipients
+                        .iter()
+                        .find(|(r, _)| r == recipient)
+                        .and_then(|(_, receipt)| *receipt)
+                    else {
+                        continue;
+                    };
+                    tallies.obligation(
+                        &ObligationFacts {
+                            class: Class::Receipt,
+                            debtor: recipient.to_string(),
+                            creditor: m.sender.clone(),
+                            state: "OPEN".into(),
+                            opened_us: now_us,
+                            due_us,
+                            escalates_us,
+                            closed_us: None,
+                            flagged_overdue: false,
+                            flagged_escalated: false,
+                        },
+                        1,
+                    );
+                    obligations.push(NewObligation {
+                        case_id: m.case_id,
+                        key: format!("RECEIPT:{seq}"),
+                        columns: ObligationColumns {
+                            kind: "RECEIPT".into(),
+                            debtor: recipient.to_string(),
+                            creditor: m.sender.clone(),
+                            state: "OPEN".into(),
+                            opened_us: now_us,
+                            due_us,
+                            escalates_us,
+                            closed_us: None,
+                            closed_by: None,
+                            detail: m.message_id.clone(),
+                        },
+                        delivery: Some(seq),
+                    });
+                }
+                Ok(ids)
+            }
+
+            /// Inserts obligations, a few hundred rows per statement.
+            async fn insert_obligations(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                obligations: &[$crate::store::sql::NewObligation],
+            ) -> Result<(), $crate::store::StoreError> {
+                const ROWS: usize = 300;
+                for chunk in obligations.chunks(ROWS) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO obligations (case_id, key, kind, debtor, creditor, state, \
+                         opened_us, due_us, escalates_us, closed_us, closed_by, detail, delivery) ",
+                    );
+                    q.push_values(chunk, |mut b, o| {
+                        let c = &o.columns;
+                        b.push_bind(o.case_id)
+                            .push_bind(o.key.as_str())
+                            .push_bind(c.kind.as_str())
+                            .push_bind(c.debtor.as_str())
+                            .push_bind(c.creditor.as_str())
+                            .push_bind(c.state.as_str())
+                            .push_bind(c.opened_us)
+                            .push_bind(c.due_us)
+                            .push_bind(c.escalates_us)
+                            .push_bind(c.closed_us)
+                            .push_bind(c.closed_by.as_deref())
+                            .push_bind(c.detail.as_str())
+                            .push_bind(o.delivery);
+                    });
+                    q.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            /// Inserts the rows of the cases first seen in this batch, as
+            /// reconciled, and gives each work item its id.
+            async fn insert_cases(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                cases: &mut std::collections::HashMap<(String, String), $crate::store::sql::CaseWork>,
+                now_us: i64,
+            ) -> Result<(), $crate::store::StoreError> {
+                use sqlx::Row as _;
+                const ROWS: usize = 300;
+                let mut new = Vec::new();
+                for (key, work) in cases.iter() {
+                    if work.id.is_none() && work.dirty {
+                        if let Some(columns) = work.columns()? {
+                            new.push((key.clone(), columns));
+                        }
+                    }
+                }
+                for chunk in new.chunks(ROWS) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO cases (resident_id, origin, destination, status, state, findings, \
+                         open_discrepancies, orphans, next_change_us, created_us, updated_us) ",
+                    );
+                    q.push_values(chunk, |mut b, ((resident, origin), c)| {
+                        b.push_bind(resident.as_str())
+                            .push_bind(origin.as_str())
+                            .push_bind(c.destination.as_deref())
+                            .push_bind(c.status)
+                            .push_bind(c.state.as_str())
+                            .push_bind(c.findings.as_str())
+                            .push_bind(c.open_discrepancies)
+                            .push_bind(c.orphans)
+                            .push_bind(c.next_change_us)
+                            .push_bind(now_us)
+                            .push_bind(now_us);
+                    });
+                    q.push(" RETURNING id, resident_id, origin");
+                    for row in q.build().fetch_all(&mut **tx).await? {
+                        let key: (String, String) = (row.try_get("resident_id")?, row.try_get("origin")?);
+                        let work = cases
+                            .get_mut(&key)
+                            .ok_or_else(|| $crate::store::sql::corrupt("a case not inserted"))?;
+                        work.id = Some(row.try_get("id")?);
+                        work.inserted = true;
+                    }
+                }
+                Ok(())
             }
         }
 
@@ -912,23 +1122,53 @@ macro_rules! sql_store {
                 // What is stored, to the microsecond: a duplicate later
                 // answers exactly this.
                 let at = from_us(now_us)?;
-                let mut cases: std::collections::HashMap<(String, String), $crate::store::sql::CaseWork> =
+                type Key = (String, String);
+                let id_key = |m: &$crate::domain::Message| -> Key {
+                    (m.sender.as_str().to_string(), m.id.as_str().to_string())
+                };
+
+                // The batch's ids already taken: (hash, accepted_us).
+                let mut taken: std::collections::HashMap<Key, (Vec<u8>, i64)> =
                     std::collections::HashMap::new();
+                for chunk in batch.chunks(400) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT sender, message_id, content_hash, accepted_us FROM messages \
+                         WHERE (sender, message_id) IN ",
+                    );
+                    q.push_tuples(chunk, |mut b, c| {
+                        b.push_bind(c.message.sender.as_str()).push_bind(c.message.id.as_str());
+                    });
+                    for row in q.build().fetch_all(&mut *tx).await? {
+                        taken.insert(
+                            (row.try_get("sender")?, row.try_get("message_id")?),
+                            (row.try_get("content_hash")?, row.try_get("accepted_us")?),
+                        );
+                    }
+                }
+                // Every case the new messages touch, loaded at once.
+                let keys: Vec<&$crate::domain::CaseKey> = batch
+                    .iter()
+                    .filter(|c| !taken.contains_key(&id_key(&c.message)))
+                    .map(|c| &c.message.case)
+                    .collect();
+                let mut cases = Self::load_cases(&mut tx, &keys, policy, at).await?;
+
+                // Accepted in this batch: (sender, id) → its place in `new`
+                // and its kind.
+                let mut fresh: std::collections::HashMap<Key, (usize, Kind)> =
+                    std::collections::HashMap::new();
+                let mut new: Vec<(Key, $crate::store::sql::NewMessage)> = Vec::new();
                 let mut outcomes = Vec::with_capacity(batch.len());
                 for c in batch {
                     let msg = &c.message;
-                    let seen = sqlx::query(
-                        "SELECT content_hash, accepted_us FROM messages \
-                         WHERE sender = $1 AND message_id = $2",
-                    )
-                    .bind(msg.sender.as_str())
-                    .bind(msg.id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(row) = seen {
-                        let hash: Vec<u8> = row.try_get("content_hash")?;
-                        let first = from_us(row.try_get("accepted_us")?)?;
-                        outcomes.push(if hash == c.content_hash {
+                    let key = id_key(msg);
+                    let first = match (taken.get(&key), fresh.get(&key)) {
+                        (Some((hash, accepted_us)), _) => Some((hash.as_slice(), from_us(*accepted_us)?)),
+                        (None, Some(&(i, _))) => Some((new[i].1.content_hash.as_slice(), at)),
+                        (None, None) => None,
+                    };
+                    if let Some((hash, first)) = first {
+                        outcomes.push(if hash == c.content_hash.as_slice() {
                             Outcome::Duplicate { at: first }
                         } else {
                             Outcome::Rejected(vec![Violation::new(
@@ -940,77 +1180,79 @@ macro_rules! sql_store {
                         });
                         continue;
                     }
-
-                    let case_key = (
+                    let case_key: Key = (
                         msg.case.resident.as_str().to_string(),
                         msg.case.origin.to_string(),
                     );
-                    if !cases.contains_key(&case_key) {
-                        let work = Self::load_case(&mut tx, &msg.case, policy, at).await?;
-                        cases.insert(case_key.clone(), work);
-                    }
-                    let work = cases.get_mut(&case_key).expect("just loaded");
 
                     let earlier = match &msg.body {
-                        Body::Void { target } | Body::Correction { target, .. } => sqlx::query(
-                            "SELECT kind, standing, case_id FROM messages \
-                             WHERE sender = $1 AND message_id = $2",
-                        )
-                        .bind(msg.sender.as_str())
-                        .bind(target.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .map(|row| -> Result<Earlier, StoreError> {
-                            let kind: String = row.try_get("kind")?;
-                            let standing: String = row.try_get("standing")?;
-                            let target_case: i64 = row.try_get("case_id")?;
-                            let same_case = work.id == Some(target_case);
-                            // Within this batch the stored standing may be
-                            // stale: the case's reconciliation knows.
-                            let standing = match work.reconciled.as_ref() {
-                                Some(r) if same_case => r.standing(&msg.sender, target),
-                                _ => Standing::parse(&standing)
-                                    .ok_or_else(|| corrupt(format!("standing {standing}")))?,
-                            };
-                            Ok(Earlier {
-                                sender: msg.sender.clone(),
-                                kind: Kind::parse(&kind)
-                                    .ok_or_else(|| corrupt(format!("kind {kind}")))?,
-                                standing,
-                                same_case,
-                            })
-                        })
-                        .transpose()?,
+                        Body::Void { target } | Body::Correction { target, .. } => {
+                            let target_key: Key =
+                                (msg.sender.as_str().to_string(), target.as_str().to_string());
+                            match fresh.get(&target_key) {
+                                // Sent earlier in this batch: its case's
+                                // reconciliation knows its standing.
+                                Some(&(i, kind)) => {
+                                    let target_case = &new[i].0;
+                                    Some(Earlier {
+                                        sender: msg.sender.clone(),
+                                        kind,
+                                        standing: cases
+                                            .get(target_case)
+                                            .and_then(|w| w.reconciled.as_ref())
+                                            .map_or(Standing::Active, |r| r.standing(&msg.sender, target)),
+                                        same_case: *target_case == case_key,
+                                    })
+                                }
+                                None => {
+                                    let work = cases
+                                        .get(&case_key)
+                                        .ok_or_else(|| corrupt("a case not loaded"))?;
+                                    sqlx::query(
+                                        "SELECT kind, standing, case_id FROM messages \
+                                         WHERE sender = $1 AND message_id = $2",
+                                    )
+                                    .bind(msg.sender.as_str())
+                                    .bind(target.as_str())
+                                    .fetch_optional(&mut *tx)
+                                    .await?
+                                    .map(|row| -> Result<Earlier, StoreError> {
+                                        let kind: String = row.try_get("kind")?;
+                                        let standing: String = row.try_get("standing")?;
+                                        let target_case: i64 = row.try_get("case_id")?;
+                                        let same_case = work.id == Some(target_case);
+                                        // Within this batch the stored standing
+                                        // may be stale: the case's
+                                        // reconciliation knows.
+                                        let standing = match work.reconciled.as_ref() {
+                                            Some(r) if same_case => r.standing(&msg.sender, target),
+                                            _ => Standing::parse(&standing)
+                                                .ok_or_else(|| corrupt(format!("standing {standing}")))?,
+                                        };
+                                        Ok(Earlier {
+                                            sender: msg.sender.clone(),
+                                            kind: Kind::parse(&kind)
+                                                .ok_or_else(|| corrupt(format!("kind {kind}")))?,
+                                            standing,
+                                            same_case,
+                                        })
+                                    })
+                                    .transpose()?
+                                }
+                            }
+                        }
                         _ => None,
                     };
 
+                    let work = cases
+                        .get_mut(&case_key)
+                        .ok_or_else(|| corrupt("a case not loaded"))?;
                     let state = work.reconciled.as_ref().map(|r| r.state.clone());
                     let applied = match case::apply(state, msg, earlier.as_ref(), at) {
                         Ok(applied) => applied,
                         Err(violations) => {
                             outcomes.push(Outcome::Rejected(violations));
                             continue;
-                        }
-                    };
-                    let case_id = match work.id {
-                        Some(id) => id,
-                        None => {
-                            let state = serde_json::to_string(&applied.state).map_err(corrupt)?;
-                            let id: i64 = sqlx::query(
-                                "INSERT INTO cases (resident_id, origin, status, state, \
-                                 created_us, updated_us) VALUES ($1, $2, $3, $4, $5, $5) \
-                                 RETURNING id",
-                            )
-                            .bind(msg.case.resident.as_str())
-                            .bind(msg.case.origin.as_str())
-                            .bind(applied.state.status.as_str())
-                            .bind(&state)
-                            .bind(now_us)
-                            .fetch_one(&mut *tx)
-                            .await?
-                            .try_get("id")?;
-                            work.id = Some(id);
-                            id
                         }
                     };
                     let recipients: Vec<(String, Option<(i64, i64)>)> = applied
@@ -1023,29 +1265,49 @@ macro_rules! sql_store {
                         })
                         .collect();
                     let body = serde_json::to_string(&msg.body).map_err(corrupt)?;
-                    Self::insert_message(
-                        &mut tx,
-                        case_id,
-                        msg.sender.as_str(),
-                        msg.id.as_str(),
-                        &c.content_hash,
-                        msg.body.kind().as_str(),
-                        &recipients,
-                        &c.envelope,
-                        &body,
-                        now_us,
-                        &mut tallies,
-                    )
-                    .await?
-                    .ok_or_else(|| corrupt("a message id taken within the write turn"))?;
                     work.messages.push(Recorded::new(msg, at));
                     work.reconciled = Some(reconcile(&msg.case, &work.messages, policy, at));
                     work.dirty = true;
+                    let kind = msg.body.kind();
+                    fresh.insert(key, (new.len(), kind));
+                    new.push((
+                        case_key,
+                        $crate::store::sql::NewMessage {
+                            case_id: 0,
+                            sender: msg.sender.as_str().to_string(),
+                            message_id: msg.id.as_str().to_string(),
+                            content_hash: c.content_hash,
+                            kind: kind.as_str(),
+                            recipients,
+                            envelope: c.envelope,
+                            body,
+                        },
+                    ));
                     outcomes.push(Outcome::Accepted { at });
                 }
-                for work in cases.values().filter(|w| w.dirty) {
-                    Self::persist_case(&mut tx, work, now_us, &mut tallies).await?;
+
+                // Rows: new cases (their messages refer to them), messages
+                // and deliveries, then each case's reconciliation, then every
+                // new obligation at once.
+                Self::insert_cases(&mut tx, &mut cases, now_us).await?;
+                let mut messages = Vec::with_capacity(new.len());
+                for (case_key, mut m) in new {
+                    m.case_id = cases
+                        .get(&case_key)
+                        .and_then(|w| w.id)
+                        .ok_or_else(|| corrupt("a message of a case without a row"))?;
+                    messages.push(m);
                 }
+                let mut obligations = Vec::new();
+                let ids = Self::insert_messages(&mut tx, &messages, now_us, &mut tallies, &mut obligations)
+                    .await?;
+                if ids.iter().any(Option::is_none) {
+                    return Err(corrupt("a message id taken within the write turn"));
+                }
+                for work in cases.values().filter(|w| w.dirty) {
+                    Self::persist_case(&mut tx, work, now_us, &mut tallies, &mut obligations).await?;
+                }
+                Self::insert_obligations(&mut tx, &obligations).await?;
                 Self::write_tallies(&mut tx, tallies).await?;
                 tx.commit().await?;
                 Ok(outcomes)
@@ -1069,6 +1331,7 @@ macro_rules! sql_store {
                 let mut tallies = $crate::domain::tally::Tallies::default();
                 let now_us = to_us(now);
                 let mut report = SweepReport::default();
+                let mut obligations = Vec::new();
 
                 // Cases a new feedback period has reached.
                 let due_cases = sqlx::query(
@@ -1088,9 +1351,10 @@ macro_rules! sql_store {
                         origin: RegionCode::parse_format(&origin).map_err(corrupt)?,
                     };
                     let work = Self::load_case(&mut tx, &key, policy, now).await?;
-                    Self::persist_case(&mut tx, &work, now_us, &mut tallies).await?;
+                    Self::persist_case(&mut tx, &work, now_us, &mut tallies, &mut obligations).await?;
                     report.cases_reconciled += 1;
                 }
+                Self::insert_obligations(&mut tx, &obligations).await?;
 
                 // Reminders: once per obligation and threshold. The
                 // reminded_* column is the fast path; the message id is the
@@ -1128,20 +1392,25 @@ macro_rules! sql_store {
                         };
                         let bytes = envelope(&due);
                         let hash = ring::digest::digest(&ring::digest::SHA256, &bytes);
-                        let inserted = Self::insert_message(
+                        let inserted = Self::insert_messages(
                             &mut tx,
-                            row.try_get("case_id")?,
-                            SYSTEM_SENDER,
-                            &due.message_id,
-                            hash.as_ref(),
-                            "REMINDER",
-                            &[(due.debtor.clone(), None)],
-                            &bytes,
-                            "{\"Reminder\":{\"about\":null}}",
+                            &[$crate::store::sql::NewMessage {
+                                case_id: row.try_get("case_id")?,
+                                sender: SYSTEM_SENDER.to_string(),
+                                message_id: due.message_id.clone(),
+                                content_hash: hash.as_ref().to_vec(),
+                                kind: "REMINDER",
+                                recipients: vec![(due.debtor.clone(), None)],
+                                envelope: bytes,
+                                body: "{\"Reminder\":{\"about\":null}}".into(),
+                            }],
                             now_us,
                             &mut tallies,
+                            &mut obligations,
                         )
-                        .await?;
+                        .await?
+                        .pop()
+                        .flatten();
                         let column = if escalated {
                             "reminded_escalated_us"
                         } else {
