@@ -26,6 +26,7 @@ backend_tests!(
     connections_without_a_client_certificate_are_refused,
     shutdown_ends_live_feeds_cleanly,
     concurrent_publishers_are_delivered_once_in_commit_order,
+    concurrent_single_publishes_are_each_answered_as_alone,
     health_and_reflection_are_served,
 );
 
@@ -901,6 +902,59 @@ async fn shutdown_ends_live_feeds_cleanly(backend: Backend) {
     .await
     .expect("the stream ends promptly");
     assert!(events.len() <= 1, "{events:?}");
+    server.finish().await;
+}
+
+/// Publishes that arrive together are written in one transaction (group
+/// commit); each request must still get exactly its own outcomes, and the
+/// same message sent twice at once is accepted once.
+async fn concurrent_single_publishes_are_each_answered_as_alone(backend: Backend) {
+    const CLIENTS: usize = 12;
+    let server = TestServer::start(&backend).await;
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let mut client = server.office(ORIGIN).await;
+        tasks.push(tokio::spawn(async move {
+            let id = resident(&format!("34150219850615{c:02}2"));
+            let mut answers = Vec::new();
+            for m in 0..5 {
+                let mut batch = vec![registration(&format!("c{c}-m{m}"), DESTINATION, &id)];
+                if m == 0 {
+                    // Every client also sends the one shared message.
+                    batch = vec![registration("shared", DESTINATION, &zhang())];
+                }
+                answers.push(publish(&mut client, batch).await.remove(0));
+            }
+            answers
+        }));
+    }
+    let mut shared = Vec::new();
+    for (c, task) in tasks.into_iter().enumerate() {
+        let answers = task.await.unwrap();
+        shared.push(answers[0].clone());
+        for (m, a) in answers.iter().enumerate().skip(1) {
+            assert_eq!(a.message_id, format!("c{c}-m{m}"), "its own outcome");
+            assert_eq!(status_of(a), proto::PublishStatus::Accepted, "{a:?}");
+        }
+    }
+    let firsts = shared
+        .iter()
+        .filter(|a| status_of(a) == proto::PublishStatus::Accepted)
+        .count();
+    assert_eq!(firsts, 1, "the shared message is accepted once: {shared:?}");
+    assert!(
+        shared
+            .iter()
+            .all(|a| a.accepted_at == shared[0].accepted_at && a.message_id == "shared"),
+        "every copy answers the first acceptance"
+    );
+    let mut destination = server.office(DESTINATION).await;
+    let delivered = inbox_all(&mut destination).await;
+    assert_eq!(
+        delivered.len(),
+        1 + CLIENTS * 4,
+        "each message delivered once"
+    );
     server.finish().await;
 }
 

@@ -36,6 +36,8 @@ const FOREIGN_COMMIT_POLL: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct ExchangeService {
     store: Arc<dyn Store>,
+    /// Publishes, written in groups (group commit).
+    intake: crate::store::Intake,
     clock: Arc<dyn Clock>,
     policy: Arc<Policy>,
     /// Bumped after every commit that delivered something.
@@ -58,6 +60,7 @@ impl ExchangeService {
         stopping: watch::Receiver<bool>,
     ) -> Self {
         Self {
+            intake: crate::store::Intake::start(store.clone(), policy.clone()),
             store,
             clock,
             policy,
@@ -128,7 +131,7 @@ impl ExchangeService {
         let stored = if candidates.is_empty() {
             Vec::new()
         } else {
-            self.store.publish(candidates, &self.policy, now).await?
+            self.intake.publish(candidates, now).await?
         };
         let mut accepted = 0;
         for (i, outcome) in positions.into_iter().zip(stored) {

@@ -5,6 +5,7 @@
 //! Times are stored as UTC microseconds since the Unix epoch (`*_us`
 //! columns), which sort and compare the same way on both backends.
 
+mod intake;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -22,6 +23,7 @@ use crate::domain::{Message, Policy, RegionCode, Violation};
 /// The sender of what the exchange itself sends (reminders).
 pub const SYSTEM_SENDER: &str = "twoplace";
 
+pub use intake::Intake;
 pub use postgres::PgStore;
 pub use sql::{
     REGION_DAYS_SQL, TALLIES_DAILY_SQL, TALLIES_NOW_SQL, list_obligations_sql,
