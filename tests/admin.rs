@@ -492,6 +492,76 @@ async fn a_township_office_has_its_own_backlog_and_trend(backend: Backend) {
         .into_inner();
     let last = trend.points.last().unwrap().as_creditor.unwrap();
     assert_eq!((last.open, last.overdue), (2, 2));
+
+    // The destination confirms: now the township owes a receipt, which it
+    // never acknowledges. Its county's overdue list must show it.
+    let mut minhang = server.office(DESTINATION).await;
+    let mut confirm = envelope(
+        "conf-t",
+        TOWNSHIP,
+        &zhang(),
+        Body::RegistrationConfirmation(proto::RegistrationConfirmation {
+            finding: proto::Finding::Found as i32,
+            observed: Some(person("张三")),
+            ..Default::default()
+        }),
+    );
+    confirm.case_ref.as_mut().unwrap().origin_office = TOWNSHIP.into();
+    sent(&mut minhang, confirm).await;
+    // And the county's own office, a moment later, owes one too.
+    let b = resident("34152219850615002");
+    let mut jinan = server.office(ORIGIN).await;
+    sent(&mut jinan, plain_registration("reg-b", &b, ORIGIN)).await;
+    server.clock.advance(time::Duration::minutes(1));
+    let confirm_b = envelope(
+        "conf-b",
+        ORIGIN,
+        &b,
+        Body::RegistrationConfirmation(proto::RegistrationConfirmation {
+            finding: proto::Finding::Found as i32,
+            observed: Some(person("张三")),
+            ..Default::default()
+        }),
+    );
+    sent(&mut minhang, confirm_b).await;
+    server.clock.advance(time::Duration::days(20));
+    // The county pages through both offices, oldest first.
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = admin(&server)
+            .await
+            .list_overdue(proto::ListOverdueRequest {
+                region: ORIGIN.into(),
+                page_size: 1,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages.extend(page.obligations.iter().map(|o| o.debtor_office.clone()));
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(pages, [TOWNSHIP, ORIGIN]);
+    // The township alone: its own.
+    let overdue = admin(&server)
+        .await
+        .list_overdue(proto::ListOverdueRequest {
+            region: TOWNSHIP.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let debtors: Vec<&str> = overdue
+        .obligations
+        .iter()
+        .map(|o| o.debtor_office.as_str())
+        .collect();
+    assert_eq!(debtors, [TOWNSHIP]);
     server.finish().await;
 }
 

@@ -228,7 +228,7 @@ pub async fn plans(url: &str) -> Result<String> {
         ),
         (
             "ListOverdue 341502, first page",
-            twoplace::store::overdue_in_region_sql(true),
+            twoplace::store::overdue_in_region_sql(6),
             vec![
                 "'341502'".into(),
                 "'341502:'".into(),

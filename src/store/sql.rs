@@ -374,24 +374,34 @@ pub fn unflagged_sql(own: &str, escalated: bool) -> String {
 }
 
 /// A region's overdue obligations, oldest first, keyset-paged. Binds: $1/$2
-/// the prefix range, $3 now, $4/$5 the keyset, $6 the limit. For a county
-/// (one office) the office is an equality and the keyset a row value, so
-/// the office's index delivers rows in due order and the LIMIT stops the
-/// scan; a range with an OR keyset made PostgreSQL sort every overdue
-/// obligation of the county first (BENCHMARKS.md).
-pub fn overdue_in_region_sql(county: bool) -> String {
-    let office = if county {
-        "o.debtor = $1 AND o.debtor < $2"
-    } else {
-        "o.debtor >= $1 AND o.debtor < $2"
+/// the prefix range, $3 now, $4/$5 the keyset, $6 the limit. An office's
+/// code (a county's own office, a township) is an equality and the keyset a
+/// row value, so the office's index delivers rows in due order and the LIMIT
+/// stops the scan; a range with an OR keyset made PostgreSQL sort every
+/// overdue obligation of the county first (BENCHMARKS.md). A county is its
+/// own office plus its townships' (`341502001`…), merged.
+pub fn overdue_in_region_sql(prefix_len: usize) -> String {
+    let branch = |office: &str| {
+        format!(
+            "SELECT {OBLIGATION_COLUMNS}, c.state AS case_state \
+             FROM obligations o JOIN cases c ON c.id = o.case_id \
+             WHERE o.state = 'OPEN' AND {office} AND o.due_us < $3 \
+             AND (o.due_us, o.id) > ($4, $5) \
+             ORDER BY o.due_us, o.id LIMIT $6"
+        )
     };
-    format!(
-        "SELECT {OBLIGATION_COLUMNS}, c.state AS case_state \
-         FROM obligations o JOIN cases c ON c.id = o.case_id \
-         WHERE o.state = 'OPEN' AND {office} AND o.due_us < $3 \
-         AND (o.due_us, o.id) > ($4, $5) \
-         ORDER BY o.due_us, o.id LIMIT $6"
-    )
+    // `< $2` is always true beside the equality; it keeps every bind used.
+    let office = "o.debtor = $1 AND o.debtor < $2";
+    match prefix_len {
+        9 => branch(office),
+        6 => format!(
+            "SELECT * FROM (SELECT * FROM ({}) AS own UNION ALL SELECT * FROM ({}) AS townships) \
+             AS county ORDER BY due_us, id LIMIT $6",
+            branch(office),
+            branch("o.debtor > $1 AND o.debtor < $2"),
+        ),
+        _ => branch("o.debtor >= $1 AND o.debtor < $2"),
+    }
 }
 
 /// The threshold a reminder is about, as named in its message id.
@@ -1900,7 +1910,7 @@ macro_rules! sql_store {
                 use sqlx::Row as _;
                 let (after_due, after_id) = after.unwrap_or((i64::MIN, i64::MIN));
                 let rows = sqlx::query(sqlx::AssertSqlSafe(
-                    $crate::store::sql::overdue_in_region_sql(prefix.len() >= 6),
+                    $crate::store::sql::overdue_in_region_sql(prefix.len()),
                 ))
                 .bind(prefix)
                 .bind(format!("{prefix}:"))
