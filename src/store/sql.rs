@@ -840,14 +840,20 @@ macro_rules! sql_store {
             }
 
             /// The tallies of everything stored, counted from scratch, reading
-            /// the obligations a batch at a time. Memory grows with the
-            /// number of offices and days, not of obligations.
+            /// the obligations a batch at a time. With `write`, they are added
+            /// to the stored tallies every 200,000 obligations (nothing is
+            /// returned), so memory stays that of 200,000 obligations' offices
+            /// and days however many there are; without, they are returned
+            /// whole (to compare).
             async fn count_tallies(
                 tx: &mut sqlx::Transaction<'static, $db>,
+                write: bool,
             ) -> Result<$crate::domain::tally::Tallies, $crate::store::StoreError> {
                 use sqlx::Row as _;
                 use $crate::store::sql::{FACT_COLUMNS, obligation_facts};
                 const BATCH: i64 = 50_000;
+                const WRITE_EVERY: usize = 200_000;
+                let mut counted = 0;
                 let mut tallies = $crate::domain::tally::Tallies::default();
                 let sql = format!(
                     "SELECT id, {FACT_COLUMNS} FROM obligations WHERE id > $1 ORDER BY id LIMIT {BATCH}"
@@ -865,6 +871,11 @@ macro_rules! sql_store {
                     for row in &rows {
                         tallies.obligation(&obligation_facts(row)?, 1);
                     }
+                    counted += rows.len();
+                    if write && counted >= WRITE_EVERY {
+                        Self::write_tallies(tx, std::mem::take(&mut tallies)).await?;
+                        counted = 0;
+                    }
                 }
                 let rows = sqlx::query(
                     "SELECT origin, destination, orphans, open_discrepancies FROM cases \
@@ -881,6 +892,10 @@ macro_rules! sql_store {
                         row.try_get("open_discrepancies")?,
                         1,
                     );
+                }
+                if write {
+                    Self::write_tallies(tx, tallies).await?;
+                    return Ok(Default::default());
                 }
                 Ok(tallies.settled())
             }
@@ -1793,9 +1808,10 @@ macro_rules! sql_store {
                 // What the sweeper has not flagged yet, through its own
                 // partial indexes: two fixed statements per side.
                 let mut unflagged: std::collections::BTreeMap<Key, Unflagged> = Default::default();
-                for (s, own) in [(Side::Debtor, "debtor"), (Side::Creditor, "creditor")] {
+                let sides = [(Side::Debtor, "debtor"), (Side::Creditor, "creditor")];
+                for ((s, own), escalated) in sides.into_iter().flat_map(|side| [(side, false), (side, true)]) {
                     let rows = sqlx::query(sqlx::AssertSqlSafe(
-                        $crate::store::sql::unflagged_sql(own, false),
+                        $crate::store::sql::unflagged_sql(own, escalated),
                     ))
                     .bind(level)
                     .bind(now_us)
@@ -1804,24 +1820,14 @@ macro_rules! sql_store {
                     .fetch_all(&self.pool)
                     .await?;
                     for row in rows {
-                        let kind: String = row.try_get("kind")?;
-                        let due_day = shanghai_day(row.try_get("due_us")?);
-                        unflagged
-                            .entry((row.try_get("g")?, s))
-                            .or_default()
-                            .overdue(Class::of_kind(&kind), (first_day..=last_day).contains(&due_day));
-                    }
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(
-                        $crate::store::sql::unflagged_sql(own, true),
-                    ))
-                    .bind(level)
-                    .bind(now_us)
-                    .bind(&q.prefix)
-                    .bind(&upper)
-                    .fetch_all(&self.pool)
-                    .await?;
-                    for row in rows {
-                        unflagged.entry((row.try_get("g")?, s)).or_default().escalated += 1;
+                        let counts = unflagged.entry((row.try_get("g")?, s)).or_default();
+                        if escalated {
+                            counts.escalated += 1;
+                        } else {
+                            let kind: String = row.try_get("kind")?;
+                            let due_day = shanghai_day(row.try_get("due_us")?);
+                            counts.overdue(Class::of_kind(&kind), (first_day..=last_day).contains(&due_day));
+                        }
                     }
                 }
                 let keys: std::collections::BTreeSet<Key> = now
@@ -2029,8 +2035,7 @@ macro_rules! sql_store {
                     .try_get("n")?;
                 sqlx::query("DELETE FROM tallies_now").execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM tallies_daily").execute(&mut *tx).await?;
-                let tallies = Self::count_tallies(&mut tx).await?;
-                Self::write_tallies(&mut tx, tallies).await?;
+                Self::count_tallies(&mut tx, true).await?;
                 sqlx::query("INSERT INTO tallies_built (built_us) VALUES ($1)")
                     .bind($crate::store::to_us(time::OffsetDateTime::now_utc()))
                     .execute(&mut *tx)
@@ -2041,7 +2046,7 @@ macro_rules! sql_store {
 
             async fn check_tallies(&self) -> Result<Option<String>, $crate::store::StoreError> {
                 let (_guard, mut tx) = self.begin_write().await?;
-                let counted = Self::count_tallies(&mut tx).await?;
+                let counted = Self::count_tallies(&mut tx, false).await?;
                 let stored = Self::stored_tallies(&mut tx).await?;
                 tx.rollback().await?;
                 Ok($crate::domain::tally::difference(&stored, &counted))
