@@ -80,6 +80,111 @@ impl CaseWork {
     }
 }
 
+/// What reconciling cases changed, written together at the end of a
+/// transaction (see `write_changes`).
+#[derive(Default)]
+pub(crate) struct CaseChanges {
+    /// Case rows to update: (id, columns).
+    pub cases: Vec<(i64, CaseColumns)>,
+    /// Obligations to update: (id, columns, rescheduled — reminders reset).
+    pub obligations: Vec<(i64, ObligationColumns, bool)>,
+    /// Message standings to set: (sender, message id, standing).
+    pub standings: Vec<(String, String, &'static str)>,
+    pub new_obligations: Vec<NewObligation>,
+}
+
+impl CaseWork {
+    /// What writing this case's reconciliation changes: its row (unless just
+    /// inserted as reconciled), its obligations (new, updated, or cancelled
+    /// when no longer owed — never deleted) and the standing of its
+    /// messages; and what that adds to the tallies.
+    pub fn changes(
+        &self,
+        now_us: i64,
+        tallies: &mut crate::domain::tally::Tallies,
+        out: &mut CaseChanges,
+    ) -> Result<(), StoreError> {
+        let (Some(case_id), Some(r), Some(columns)) =
+            (self.id, self.reconciled.as_ref(), self.columns()?)
+        else {
+            return Ok(());
+        };
+        let (old_destination, old_orphans, old_discrepancies) = &self.counted;
+        tallies.case(
+            &self.origin,
+            old_destination.as_deref(),
+            *old_orphans,
+            *old_discrepancies,
+            -1,
+        );
+        tallies.case(
+            &self.origin,
+            columns.destination.as_deref(),
+            columns.orphans,
+            columns.open_discrepancies,
+            1,
+        );
+        if !self.inserted {
+            out.cases.push((case_id, columns));
+        }
+        for o in &r.obligations {
+            let new = ObligationColumns::of(o);
+            match self.stored.get(&o.key) {
+                Some((_, old)) if *old == new => {}
+                Some((id, old)) => {
+                    let flags = self.flags.get(&o.key).copied().unwrap_or_default();
+                    tallies.obligation(&old.facts(flags), -1);
+                    let rescheduled = old.reschedules(&new);
+                    let kept = if rescheduled { (false, false) } else { flags };
+                    tallies.obligation(&new.facts(kept), 1);
+                    out.obligations.push((*id, new, rescheduled));
+                }
+                None => {
+                    tallies.obligation(&new.facts((false, false)), 1);
+                    out.new_obligations.push(NewObligation {
+                        case_id,
+                        key: o.key.clone(),
+                        columns: new,
+                        delivery: None,
+                    });
+                }
+            }
+        }
+        // What reconciliation no longer derives is no longer owed.
+        for (key, (id, old)) in &self.stored {
+            let still = r.obligations.iter().any(|o| &o.key == key);
+            if !still && old.state == "OPEN" {
+                let flags = self.flags.get(key).copied().unwrap_or_default();
+                tallies.obligation(&old.facts(flags), -1);
+                // Cancelled, it still counts as once open.
+                let cancelled = ObligationColumns {
+                    state: "CANCELLED".into(),
+                    closed_us: Some(now_us),
+                    closed_by: Some("no longer owed".into()),
+                    ..old.clone()
+                };
+                tallies.obligation(&cancelled.facts(flags), 1);
+                out.obligations.push((*id, cancelled, false));
+            }
+        }
+        for ((sender, id), standing) in &r.standings {
+            // Only what changed: most of a case's messages keep theirs.
+            let stored = self
+                .standings
+                .get(&(sender.as_str().to_string(), id.as_str().to_string()))
+                .map_or("ACTIVE", String::as_str);
+            if stored != standing.as_str() {
+                out.standings.push((
+                    sender.as_str().to_string(),
+                    id.as_str().to_string(),
+                    standing.as_str(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What reconciliation writes to a `cases` row.
 pub(crate) struct CaseColumns {
     pub destination: Option<String>,
@@ -568,145 +673,78 @@ macro_rules! sql_store {
                 Ok(works)
             }
 
-            /// Writes a case's reconciliation: its row (unless just inserted
-            /// as reconciled), its obligations (updated, or cancelled when no
-            /// longer owed — never deleted; new ones are added to
-            /// `obligations` for one insert) and the standing of its messages.
-            async fn persist_case(
+            /// Writes what cases' reconciliations changed: one multi-row
+            /// statement per kind of change and few hundred rows.
+            async fn write_changes(
                 tx: &mut sqlx::Transaction<'static, $db>,
-                work: &$crate::store::sql::CaseWork,
+                changes: &$crate::store::sql::CaseChanges,
                 now_us: i64,
-                tallies: &mut $crate::domain::tally::Tallies,
-                obligations: &mut Vec<$crate::store::sql::NewObligation>,
             ) -> Result<(), $crate::store::StoreError> {
-                use $crate::store::sql::{NewObligation, ObligationColumns};
-
-                let (Some(case_id), Some(r), Some(columns)) =
-                    (work.id, work.reconciled.as_ref(), work.columns()?)
-                else {
-                    return Ok(());
-                };
-                let (old_destination, old_orphans, old_discrepancies) = &work.counted;
-                tallies.case(
-                    &work.origin,
-                    old_destination.as_deref(),
-                    *old_orphans,
-                    *old_discrepancies,
-                    -1,
-                );
-                tallies.case(
-                    &work.origin,
-                    columns.destination.as_deref(),
-                    columns.orphans,
-                    columns.open_discrepancies,
-                    1,
-                );
-                if !work.inserted {
-                    sqlx::query(
-                        "UPDATE cases SET destination = $1, status = $2, state = $3, findings = $4, \
-                         open_discrepancies = $5, orphans = $6, next_change_us = $7, updated_us = $8 \
-                         WHERE id = $9",
-                    )
-                    .bind(&columns.destination)
-                    .bind(columns.status)
-                    .bind(&columns.state)
-                    .bind(&columns.findings)
-                    .bind(columns.open_discrepancies)
-                    .bind(columns.orphans)
-                    .bind(columns.next_change_us)
-                    .bind(now_us)
-                    .bind(case_id)
-                    .execute(&mut **tx)
-                    .await?;
+                const ROWS: usize = 200;
+                for chunk in changes.cases.chunks(ROWS) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE cases SET destination = v.column2, status = v.column3, \
+                         state = v.column4, findings = v.column5, open_discrepancies = v.column6, \
+                         orphans = v.column7, next_change_us = v.column8, updated_us = v.column9 FROM (",
+                    );
+                    q.push_values(chunk, |mut b, (id, c)| {
+                        b.push_bind(*id)
+                            .push_bind(c.destination.as_deref())
+                            .push_bind(c.status)
+                            .push_bind(c.state.as_str())
+                            .push_bind(c.findings.as_str())
+                            .push_bind(c.open_discrepancies)
+                            .push_bind(c.orphans)
+                            .push_bind(c.next_change_us)
+                            .push_bind(now_us);
+                    });
+                    q.push(") AS v WHERE cases.id = v.column1");
+                    q.build().execute(&mut **tx).await?;
                 }
-
-                for o in &r.obligations {
-                    let new = ObligationColumns::of(o);
-                    match work.stored.get(&o.key) {
-                        Some((_, old)) if *old == new => {}
-                        Some((id, old)) => {
-                            let flags = work.flags.get(&o.key).copied().unwrap_or_default();
-                            tallies.obligation(&old.facts(flags), -1);
-                            let kept = if old.reschedules(&new) { (false, false) } else { flags };
-                            tallies.obligation(&new.facts(kept), 1);
-                            sqlx::query(
-                                "UPDATE obligations SET kind = $1, debtor = $2, creditor = $3, \
-                                 state = $4, opened_us = $5, due_us = $6, escalates_us = $7, \
-                                 closed_us = $8, closed_by = $9, detail = $10, \
-                                 reminded_overdue_us = CASE WHEN $11 THEN NULL ELSE reminded_overdue_us END, \
-                                 reminded_escalated_us = CASE WHEN $11 THEN NULL ELSE reminded_escalated_us END \
-                                 WHERE id = $12",
-                            )
-                            .bind(&new.kind)
-                            .bind(&new.debtor)
-                            .bind(&new.creditor)
-                            .bind(&new.state)
-                            .bind(new.opened_us)
-                            .bind(new.due_us)
-                            .bind(new.escalates_us)
-                            .bind(new.closed_us)
-                            .bind(&new.closed_by)
-                            .bind(&new.detail)
-                            .bind(old.reschedules(&new))
-                            .bind(*id)
-                            .execute(&mut **tx)
-                            .await?;
-                        }
-                        None => {
-                            tallies.obligation(&new.facts((false, false)), 1);
-                            obligations.push(NewObligation {
-                                case_id,
-                                key: o.key.clone(),
-                                columns: new,
-                                delivery: None,
-                            });
-                        }
-                    }
+                for chunk in changes.obligations.chunks(ROWS) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE obligations SET kind = v.column2, debtor = v.column3, \
+                         creditor = v.column4, state = v.column5, opened_us = v.column6, \
+                         due_us = v.column7, escalates_us = v.column8, closed_us = v.column9, \
+                         closed_by = v.column10, detail = v.column11, \
+                         reminded_overdue_us = CASE WHEN v.column12 = 1 THEN NULL \
+                         ELSE obligations.reminded_overdue_us END, \
+                         reminded_escalated_us = CASE WHEN v.column12 = 1 THEN NULL \
+                         ELSE obligations.reminded_escalated_us END FROM (",
+                    );
+                    q.push_values(chunk, |mut b, (id, c, rescheduled)| {
+                        b.push_bind(*id)
+                            .push_bind(c.kind.as_str())
+                            .push_bind(c.debtor.as_str())
+                            .push_bind(c.creditor.as_str())
+                            .push_bind(c.state.as_str())
+                            .push_bind(c.opened_us)
+                            .push_bind(c.due_us)
+                            .push_bind(c.escalates_us)
+                            .push_bind(c.closed_us)
+                            .push_bind(c.closed_by.as_deref())
+                            .push_bind(c.detail.as_str())
+                            .push_bind(i64::from(*rescheduled));
+                    });
+                    q.push(") AS v WHERE obligations.id = v.column1");
+                    q.build().execute(&mut **tx).await?;
                 }
-                // What reconciliation no longer derives is no longer owed.
-                for (key, (id, old)) in &work.stored {
-                    let still = r.obligations.iter().any(|o| &o.key == key);
-                    if !still && old.state == "OPEN" {
-                        let flags = work.flags.get(key).copied().unwrap_or_default();
-                        tallies.obligation(&old.facts(flags), -1);
-                        // Cancelled, it still counts as once open.
-                        let cancelled = $crate::store::sql::ObligationColumns {
-                            state: "CANCELLED".into(),
-                            closed_us: Some(now_us),
-                            ..old.clone()
-                        };
-                        tallies.obligation(&cancelled.facts(flags), 1);
-                        sqlx::query(
-                            "UPDATE obligations SET state = 'CANCELLED', closed_us = $1, \
-                             closed_by = 'no longer owed' WHERE id = $2",
-                        )
-                        .bind(now_us)
-                        .bind(*id)
-                        .execute(&mut **tx)
-                        .await?;
-                    }
+                for chunk in changes.standings.chunks(ROWS) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE messages SET standing = v.column3 FROM (",
+                    );
+                    q.push_values(chunk, |mut b, (sender, id, standing)| {
+                        b.push_bind(sender.as_str())
+                            .push_bind(id.as_str())
+                            .push_bind(*standing);
+                    });
+                    q.push(
+                        ") AS v WHERE messages.sender = v.column1 AND messages.message_id = v.column2 \
+                         AND messages.standing <> v.column3",
+                    );
+                    q.build().execute(&mut **tx).await?;
                 }
-                for ((sender, id), standing) in &r.standings {
-                    // Only what changed: a round trip per message of the
-                    // case would dominate a publish on PostgreSQL.
-                    let stored = work
-                        .standings
-                        .get(&(sender.as_str().to_string(), id.as_str().to_string()))
-                        .map_or("ACTIVE", String::as_str);
-                    if stored == standing.as_str() {
-                        continue;
-                    }
-                    sqlx::query(
-                        "UPDATE messages SET standing = $1 \
-                         WHERE sender = $2 AND message_id = $3 AND standing <> $1",
-                    )
-                    .bind(standing.as_str())
-                    .bind(sender.as_str())
-                    .bind(id.as_str())
-                    .execute(&mut **tx)
-                    .await?;
-                }
-                Ok(())
+                Self::insert_obligations(tx, &changes.new_obligations).await
             }
 
             /// Adds a transaction's changes to the stored tallies: one
@@ -1323,16 +1361,22 @@ macro_rules! sql_store {
                         .ok_or_else(|| corrupt("a message of a case without a row"))?;
                     messages.push(m);
                 }
-                let mut obligations = Vec::new();
-                let ids = Self::insert_messages(&mut tx, &messages, now_us, &mut tallies, &mut obligations)
-                    .await?;
+                let mut changes = $crate::store::sql::CaseChanges::default();
+                let ids = Self::insert_messages(
+                    &mut tx,
+                    &messages,
+                    now_us,
+                    &mut tallies,
+                    &mut changes.new_obligations,
+                )
+                .await?;
                 if ids.iter().any(Option::is_none) {
                     return Err(corrupt("a message id taken within the write turn"));
                 }
                 for work in cases.values().filter(|w| w.dirty) {
-                    Self::persist_case(&mut tx, work, now_us, &mut tallies, &mut obligations).await?;
+                    work.changes(now_us, &mut tallies, &mut changes)?;
                 }
-                Self::insert_obligations(&mut tx, &obligations).await?;
+                Self::write_changes(&mut tx, &changes, now_us).await?;
                 Self::write_tallies(&mut tx, tallies).await?;
                 tx.commit().await?;
                 Ok(outcomes)
@@ -1356,7 +1400,7 @@ macro_rules! sql_store {
                 let mut tallies = $crate::domain::tally::Tallies::default();
                 let now_us = to_us(now);
                 let mut report = SweepReport::default();
-                let mut obligations = Vec::new();
+                let mut changes = $crate::store::sql::CaseChanges::default();
 
                 // Cases a new feedback period has reached.
                 let due_cases = sqlx::query(
@@ -1376,10 +1420,10 @@ macro_rules! sql_store {
                         origin: RegionCode::parse_format(&origin).map_err(corrupt)?,
                     };
                     let work = Self::load_case(&mut tx, &key, policy, now).await?;
-                    Self::persist_case(&mut tx, &work, now_us, &mut tallies, &mut obligations).await?;
+                    work.changes(now_us, &mut tallies, &mut changes)?;
                     report.cases_reconciled += 1;
                 }
-                Self::insert_obligations(&mut tx, &obligations).await?;
+                Self::write_changes(&mut tx, &changes, now_us).await?;
 
                 // Reminders: once per obligation and threshold. The
                 // reminded_* column is the fast path; the message id is the
@@ -1431,7 +1475,8 @@ macro_rules! sql_store {
                             }],
                             now_us,
                             &mut tallies,
-                            &mut obligations,
+                            // Reminders are owed no receipt.
+                            &mut Vec::new(),
                         )
                         .await?
                         .pop()
