@@ -294,7 +294,12 @@ impl ServerProcess {
             .arg(pki.server_key())
             .arg("--client-ca")
             .arg(pki.ca())
-            .env("TWOPLACE_LOG", "warn")
+            // TWOPLACE_BENCH_SERVER_LOG: the server's log filter, to
+            // profile (e.g. "warn,twoplace::store::intake=debug").
+            .env(
+                "TWOPLACE_LOG",
+                std::env::var("TWOPLACE_BENCH_SERVER_LOG").unwrap_or("warn".into()),
+            )
             .kill_on_drop(true)
             .spawn()
             .context("starting twoplace serve")?;

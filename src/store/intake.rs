@@ -77,7 +77,15 @@ async fn write_turns(
                 Err(_) => break,
             }
         }
+        let (requests, started) = (group.len(), std::time::Instant::now());
         write_group(store.as_ref(), &policy, group).await;
+        // How well commits are shared, for tuning (TWOPLACE_LOG=…intake=debug).
+        tracing::debug!(
+            requests,
+            messages = size,
+            micros = started.elapsed().as_micros() as u64,
+            "wrote a group"
+        );
     }
 }
 
