@@ -108,6 +108,8 @@ async fn write_group(store: &dyn Store, policy: &Policy, mut group: Vec<Request>
         .max()
         .expect("a group is never empty");
     let sizes: Vec<usize> = group.iter().map(|r| r.candidates.len()).collect();
+    // Copied, not moved: the store takes its batch by value, and a failed
+    // group is written again request by request.
     let all: Vec<Candidate> = group
         .iter()
         .flat_map(|r| r.candidates.iter().cloned())

@@ -509,6 +509,19 @@ pub fn overdue_in_region_sql(prefix_len: usize) -> String {
     }
 }
 
+/// Appends `(id, id, …)` to a statement, each id a bind.
+pub(crate) fn push_ids<DB: sqlx::Database>(q: &mut sqlx::QueryBuilder<DB>, ids: &[i64])
+where
+    for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    q.push("(");
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    list.push_unseparated(")");
+}
+
 /// The threshold a reminder is about, as named in its message id.
 pub(crate) fn threshold(escalated: bool) -> &'static str {
     if escalated { "escalated" } else { "overdue" }
@@ -592,12 +605,9 @@ macro_rules! sql_store {
                          FROM messages WHERE sender <> ",
                     );
                     q.push_bind(SYSTEM_SENDER);
-                    q.push(" AND case_id IN (");
-                    let mut list = q.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    list.push_unseparated(") ORDER BY case_id, id");
+                    q.push(" AND case_id IN ");
+                    $crate::store::sql::push_ids(&mut q, chunk);
+                    q.push(" ORDER BY case_id, id");
                     for row in q.build().fetch_all(&mut **tx).await? {
                         let case_id: i64 = row.try_get("case_id")?;
                         let work = by_id
@@ -625,13 +635,9 @@ macro_rules! sql_store {
                         "SELECT case_id, id, key, kind, debtor, creditor, state, opened_us, due_us, \
                          escalates_us, closed_us, closed_by, detail, reminded_overdue_us, \
                          reminded_escalated_us FROM obligations \
-                         WHERE delivery IS NULL AND case_id IN (",
+                         WHERE delivery IS NULL AND case_id IN ",
                     );
-                    let mut list = q.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    list.push_unseparated(")");
+                    $crate::store::sql::push_ids(&mut q, chunk);
                     for row in q.build().fetch_all(&mut **tx).await? {
                         let case_id: i64 = row.try_get("case_id")?;
                         let work = by_id
@@ -882,16 +888,16 @@ macro_rules! sql_store {
             /// to the stored tallies every 200,000 obligations (nothing is
             /// returned), so memory stays that of 200,000 obligations' offices
             /// and days however many there are; without, they are returned
-            /// whole (to compare).
+            /// whole (to compare). Also says how many obligations it read.
             async fn count_tallies(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 write: bool,
-            ) -> Result<$crate::domain::tally::Tallies, $crate::store::StoreError> {
+            ) -> Result<($crate::domain::tally::Tallies, u64), $crate::store::StoreError> {
                 use sqlx::Row as _;
                 use $crate::store::sql::{FACT_COLUMNS, obligation_facts};
                 const BATCH: i64 = 50_000;
                 const WRITE_EVERY: usize = 200_000;
-                let mut counted = 0;
+                let (mut counted, mut read) = (0, 0u64);
                 let mut tallies = $crate::domain::tally::Tallies::default();
                 let sql = format!(
                     "SELECT id, {FACT_COLUMNS} FROM obligations WHERE id > $1 ORDER BY id LIMIT {BATCH}"
@@ -910,6 +916,7 @@ macro_rules! sql_store {
                         tallies.obligation(&obligation_facts(row)?, 1);
                     }
                     counted += rows.len();
+                    read += rows.len() as u64;
                     if write && counted >= WRITE_EVERY {
                         Self::write_tallies(tx, std::mem::take(&mut tallies)).await?;
                         counted = 0;
@@ -933,9 +940,9 @@ macro_rules! sql_store {
                 }
                 if write {
                     Self::write_tallies(tx, tallies).await?;
-                    return Ok(Default::default());
+                    return Ok((Default::default(), read));
                 }
-                Ok(tallies.settled())
+                Ok((tallies.settled(), read))
             }
 
             /// The tallies as stored.
@@ -984,7 +991,6 @@ macro_rules! sql_store {
             ) -> Result<Vec<Option<i64>>, $crate::store::StoreError> {
                 use sqlx::Row as _;
                 use std::collections::HashMap;
-                use $crate::domain::tally::{Class, ObligationFacts};
                 use $crate::store::sql::{NewObligation, ObligationColumns};
                 const ROWS: usize = 300;
 
@@ -1015,17 +1021,21 @@ macro_rules! sql_store {
                     .iter()
                     .map(|m| rows.get(&(m.sender.clone(), m.message_id.clone())).copied())
                     .collect();
-                // (message row, recipient, the message) in message order.
-                let deliveries: Vec<(i64, &str, &$crate::store::sql::NewMessage)> = messages
+                // (message row, recipient, its receipt, the message) in
+                // message order.
+                type Delivery<'m> = (i64, &'m str, Option<(i64, i64)>, &'m $crate::store::sql::NewMessage);
+                let deliveries: Vec<Delivery> = messages
                     .iter()
                     .zip(&ids)
                     .filter_map(|(m, id)| id.map(|id| (id, m)))
-                    .flat_map(|(id, m)| m.recipients.iter().map(move |(r, _)| (id, r.as_str(), m)))
+                    .flat_map(|(id, m)| {
+                        m.recipients.iter().map(move |(r, receipt)| (id, r.as_str(), *receipt, m))
+                    })
                     .collect();
                 let mut seqs: HashMap<(i64, String), i64> = HashMap::with_capacity(deliveries.len());
                 for chunk in deliveries.chunks(ROWS) {
                     let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO deliveries (recipient, message) ");
-                    q.push_values(chunk, |mut b, (id, recipient, _)| {
+                    q.push_values(chunk, |mut b, (id, recipient, _, _)| {
                         b.push_bind(*recipient).push_bind(*id);
                     });
                     q.push(" RETURNING seq, recipient, message");
@@ -1033,48 +1043,30 @@ macro_rules! sql_store {
                         seqs.insert((row.try_get("message")?, row.try_get("recipient")?), row.try_get("seq")?);
                     }
                 }
-                for (id, recipient, m) in deliveries {
+                for (id, recipient, receipt, m) in deliveries {
                     let seq = *seqs
                         .get(&(id, recipient.to_string()))
                         .ok_or_else(|| $crate::store::sql::corrupt("a delivery not numbered"))?;
-                    let Some((due_us, escalates_us)) = m
-                        .recipients
-                        .iter()
-                        .find(|(r, _)| r == recipient)
-                        .and_then(|(_, receipt)| *receipt)
-                    else {
+                    let Some((due_us, escalates_us)) = receipt else {
                         continue;
                     };
-                    tallies.obligation(
-                        &ObligationFacts {
-                            class: Class::Receipt,
-                            debtor: recipient.to_string(),
-                            creditor: m.sender.clone(),
-                            state: "OPEN".into(),
-                            opened_us: now_us,
-                            due_us,
-                            escalates_us,
-                            closed_us: None,
-                            flagged_overdue: false,
-                            flagged_escalated: false,
-                        },
-                        1,
-                    );
+                    let columns = ObligationColumns {
+                        kind: "RECEIPT".into(),
+                        debtor: recipient.to_string(),
+                        creditor: m.sender.clone(),
+                        state: "OPEN".into(),
+                        opened_us: now_us,
+                        due_us,
+                        escalates_us,
+                        closed_us: None,
+                        closed_by: None,
+                        detail: m.message_id.clone(),
+                    };
+                    tallies.obligation(&columns.facts((false, false)), 1);
                     obligations.push(NewObligation {
                         case_id: m.case_id,
                         key: format!("RECEIPT:{seq}"),
-                        columns: ObligationColumns {
-                            kind: "RECEIPT".into(),
-                            debtor: recipient.to_string(),
-                            creditor: m.sender.clone(),
-                            state: "OPEN".into(),
-                            opened_us: now_us,
-                            due_us,
-                            escalates_us,
-                            closed_us: None,
-                            closed_by: None,
-                            detail: m.message_id.clone(),
-                        },
+                        columns,
                         delivery: Some(seq),
                     });
                 }
@@ -2074,24 +2066,20 @@ macro_rules! sql_store {
                 if built > 0 {
                     return Ok(None);
                 }
-                let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM obligations")
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get("n")?;
                 sqlx::query("DELETE FROM tallies_now").execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM tallies_daily").execute(&mut *tx).await?;
-                Self::count_tallies(&mut tx, true).await?;
+                let (_, n) = Self::count_tallies(&mut tx, true).await?;
                 sqlx::query("INSERT INTO tallies_built (built_us) VALUES ($1)")
                     .bind($crate::store::to_us(time::OffsetDateTime::now_utc()))
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok(Some(n as u64))
+                Ok(Some(n))
             }
 
             async fn check_tallies(&self) -> Result<Option<String>, $crate::store::StoreError> {
                 let (_guard, mut tx) = self.begin_write().await?;
-                let counted = Self::count_tallies(&mut tx, false).await?;
+                let (counted, _) = Self::count_tallies(&mut tx, false).await?;
                 let stored = Self::stored_tallies(&mut tx).await?;
                 tx.rollback().await?;
                 Ok($crate::domain::tally::difference(&stored, &counted))
