@@ -2,9 +2,12 @@
 //! numbers follow commit order), so instead of queueing for the turn one
 //! request at a time, the publishes that arrive while one transaction is
 //! being written go together into the next: one commit (one fsync) for
-//! many single-message requests. Nothing waits on purpose — a lone
-//! request is written at once — and each caller is answered only after the
-//! transaction holding its messages has committed.
+//! many single-message requests. A group waits at most a millisecond for
+//! as many requests as the last one held (the callers just answered
+//! usually send again at once), so a lone caller is written at once and
+//! busy callers are not split into a group of one and a group of the
+//! rest. Each caller is answered only after the transaction holding its
+//! messages has committed.
 
 use std::sync::Arc;
 
@@ -17,6 +20,11 @@ use crate::domain::Policy;
 /// At most this many messages go into one transaction. A request is never
 /// split, so a group may pass it by one request's worth.
 const GROUP_MESSAGES: usize = 2_000;
+
+/// How long a group waits for the callers of the last group to come back
+/// (as PostgreSQL's `commit_delay` does for its own commits). Tokio's
+/// timers tick in milliseconds; a write takes several.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Requests waiting for the next write turn, beyond which callers wait.
 const WAITING: usize = 1_024;
@@ -65,18 +73,26 @@ async fn write_turns(
     policy: Arc<Policy>,
     mut waiting: mpsc::Receiver<Request>,
 ) {
+    // Requests in the last group: callers answered together tend to come
+    // back together, so the next group waits briefly for as many.
+    let mut expected = 1;
     while let Some(first) = waiting.recv().await {
         let mut size = first.candidates.len();
         let mut group = vec![first];
+        let lingering_until = tokio::time::Instant::now() + LINGER;
         while size < GROUP_MESSAGES {
-            match waiting.try_recv() {
-                Ok(next) => {
-                    size += next.candidates.len();
-                    group.push(next);
-                }
-                Err(_) => break,
-            }
+            let next = match waiting.try_recv() {
+                Ok(next) => next,
+                Err(_) if group.len() >= expected => break,
+                Err(_) => match tokio::time::timeout_at(lingering_until, waiting.recv()).await {
+                    Ok(Some(next)) => next,
+                    Ok(None) | Err(_) => break,
+                },
+            };
+            size += next.candidates.len();
+            group.push(next);
         }
+        expected = group.len();
         let (requests, started) = (group.len(), std::time::Instant::now());
         write_group(store.as_ref(), &policy, group).await;
         // How well commits are shared, for tuning (TWOPLACE_LOG=…intake=debug).
