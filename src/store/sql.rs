@@ -1,6 +1,7 @@
 //! The SQL both backends run, written once. `sql_store!` implements
 //! [`Store`](super::Store) for a backend type that provides `pool` and
-//! `begin_write` (how that backend serialises writers).
+//! `begin_write` and `begin_publish` (how that backend serialises
+//! writers).
 //!
 //! Writers are serialised on purpose: deliveries get their sequence numbers
 //! in commit order, so a reader that has seen delivery N has seen every
@@ -1171,7 +1172,7 @@ macro_rules! sql_store {
                 use $crate::store::sql::corrupt;
                 use $crate::store::{Outcome, StoreError, from_us, to_us};
 
-                let (_guard, mut tx) = self.begin_write().await?;
+                let (_guard, mut tx) = self.begin_publish().await?;
                 let mut tallies = $crate::domain::tally::Tallies::default();
                 let now_us = to_us(now);
                 // What is stored, to the microsecond: a duplicate later

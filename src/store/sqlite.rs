@@ -64,6 +64,13 @@ impl SqliteStore {
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok((guard, tx))
     }
+
+    /// SQLite has no per-transaction planning settings to change.
+    async fn begin_publish(
+        &self,
+    ) -> Result<(MutexGuard<'_, ()>, Transaction<'static, sqlx::Sqlite>), sqlx::Error> {
+        self.begin_write().await
+    }
 }
 
 sql_store!(SqliteStore, sqlx::Sqlite);
