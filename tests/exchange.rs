@@ -19,6 +19,7 @@ backend_tests!(
     malformed_batches_are_invalid_arguments,
     the_sender_is_the_certificate,
     inbox_pages_follow_the_cursor,
+    a_batch_is_delivered_in_the_order_it_was_sent,
     subscribe_replays_then_pushes_and_resumes_from_a_cursor,
     acknowledgements_record_receipt_once,
     cases_are_visible_to_their_parties_only,
@@ -540,6 +541,31 @@ async fn inbox_pages_follow_the_cursor(backend: Backend) {
     assert_eq!(seen, expected);
     // The origin's inbox is its own: empty.
     assert!(inbox_all(&mut origin).await.is_empty());
+    server.finish().await;
+}
+
+async fn a_batch_is_delivered_in_the_order_it_was_sent(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let mut origin = server.office(ORIGIN).await;
+    let mut destination = server.office(DESTINATION).await;
+    // Ids and people in no sorted order (nor the same one): the inbox must
+    // follow the batch, not a key.
+    let sent: Vec<String> = (0..60).map(|i| format!("reg-{}", (i * 37) % 60)).collect();
+    let batch = sent
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let person = resident(&format!("34150219850615{:02}0", (i * 13) % 60));
+            registration(id, DESTINATION, &person)
+        })
+        .collect();
+    accepted(&publish(&mut origin, batch).await);
+    let delivered: Vec<String> = inbox_all(&mut destination)
+        .await
+        .into_iter()
+        .map(|d| d.envelope.unwrap().message_id)
+        .collect();
+    assert_eq!(delivered, sent);
     server.finish().await;
 }
 

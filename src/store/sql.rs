@@ -510,17 +510,22 @@ pub fn overdue_in_region_sql(prefix_len: usize) -> String {
     }
 }
 
-/// Appends `(id, id, …)` to a statement, each id a bind.
-pub(crate) fn push_ids<DB: sqlx::Database>(q: &mut sqlx::QueryBuilder<DB>, ids: &[i64])
-where
-    for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-{
-    q.push("(");
-    let mut list = q.separated(", ");
-    for id in ids {
-        list.push_bind(*id);
-    }
-    list.push_unseparated(")");
+/// Adds an obligation's columns (kind … detail, ten of them) to `rows`.
+pub(crate) fn obligation_rows<'a>(
+    rows: super::rows::Rows,
+    columns: impl Iterator<Item = &'a ObligationColumns> + Clone,
+) -> super::rows::Rows {
+    let c = columns;
+    rows.text(c.clone().map(|c| c.kind.as_str()))
+        .text(c.clone().map(|c| c.debtor.as_str()))
+        .text(c.clone().map(|c| c.creditor.as_str()))
+        .text(c.clone().map(|c| c.state.as_str()))
+        .int(c.clone().map(|c| c.opened_us))
+        .int(c.clone().map(|c| c.due_us))
+        .int(c.clone().map(|c| c.escalates_us))
+        .opt_int(c.clone().map(|c| c.closed_us))
+        .opt_text(c.clone().map(|c| c.closed_by.as_deref()))
+        .text(c.map(|c| c.detail.as_str()))
 }
 
 /// The threshold a reminder is about, as named in its message id.
@@ -562,8 +567,8 @@ macro_rules! sql_store {
                 use $crate::domain::reconcile::{Recorded, reconcile};
                 use $crate::domain::{MessageId, RegionCode};
                 use $crate::store::sql::{CaseWork, ObligationColumns, corrupt};
+                use $crate::store::rows::{PushRows, Rows};
                 use $crate::store::{SYSTEM_SENDER, from_us};
-                const ROWS: usize = 400;
 
                 let mut works: HashMap<(String, String), CaseWork> = HashMap::new();
                 let mut domain_keys = HashMap::new();
@@ -576,14 +581,18 @@ macro_rules! sql_store {
                 }
                 let wanted: Vec<(String, String)> = works.keys().cloned().collect();
                 let mut by_id: HashMap<i64, (String, String)> = HashMap::new();
-                for chunk in wanted.chunks(ROWS) {
+                for chunk in wanted.chunks(<$db as PushRows>::rows_per_statement(2)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "SELECT id, resident_id, origin, destination, orphans, open_discrepancies \
-                         FROM cases WHERE (resident_id, origin) IN ",
+                         FROM cases WHERE (resident_id, origin) IN (SELECT column1, column2 FROM ",
                     );
-                    q.push_tuples(chunk, |mut b, (resident, origin)| {
-                        b.push_bind(resident.as_str()).push_bind(origin.as_str());
-                    });
+                    <$db as PushRows>::push_rows(
+                        &mut q,
+                        Rows::new(chunk.len())
+                            .text(chunk.iter().map(|(resident, _)| resident.as_str()))
+                            .text(chunk.iter().map(|(_, origin)| origin.as_str())),
+                    );
+                    q.push(")");
                     for row in q.build().fetch_all(&mut **tx).await? {
                         let key: (String, String) = (row.try_get("resident_id")?, row.try_get("origin")?);
                         let id: i64 = row.try_get("id")?;
@@ -600,14 +609,14 @@ macro_rules! sql_store {
                     }
                 }
                 let ids: Vec<i64> = by_id.keys().copied().collect();
-                for chunk in ids.chunks(ROWS) {
+                for chunk in ids.chunks(<$db as PushRows>::rows_per_statement(1)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "SELECT case_id, message_id, sender, recipient, accepted_us, body, standing \
                          FROM messages WHERE sender <> ",
                     );
                     q.push_bind(SYSTEM_SENDER);
-                    q.push(" AND case_id IN ");
-                    $crate::store::sql::push_ids(&mut q, chunk);
+                    q.push(" AND case_id");
+                    <$db as PushRows>::push_in_ids(&mut q, chunk);
                     q.push(" ORDER BY case_id, id");
                     for row in q.build().fetch_all(&mut **tx).await? {
                         let case_id: i64 = row.try_get("case_id")?;
@@ -636,9 +645,9 @@ macro_rules! sql_store {
                         "SELECT case_id, id, key, kind, debtor, creditor, state, opened_us, due_us, \
                          escalates_us, closed_us, closed_by, detail, reminded_overdue_us, \
                          reminded_escalated_us FROM obligations \
-                         WHERE delivery IS NULL AND case_id IN ",
+                         WHERE delivery IS NULL AND case_id",
                     );
-                    $crate::store::sql::push_ids(&mut q, chunk);
+                    <$db as PushRows>::push_in_ids(&mut q, chunk);
                     for row in q.build().fetch_all(&mut **tx).await? {
                         let case_id: i64 = row.try_get("case_id")?;
                         let work = by_id
@@ -687,28 +696,30 @@ macro_rules! sql_store {
                 changes: &$crate::store::sql::CaseChanges,
                 now_us: i64,
             ) -> Result<(), $crate::store::StoreError> {
-                const ROWS: usize = 200;
-                for chunk in changes.cases.chunks(ROWS) {
+                use $crate::store::rows::{PushRows, Rows};
+                for chunk in changes.cases.chunks(<$db as PushRows>::rows_per_statement(9)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "UPDATE cases SET destination = v.column2, status = v.column3, \
                          state = v.column4, findings = v.column5, open_discrepancies = v.column6, \
-                         orphans = v.column7, next_change_us = v.column8, updated_us = v.column9 FROM (",
+                         orphans = v.column7, next_change_us = v.column8, updated_us = v.column9 FROM ",
                     );
-                    q.push_values(chunk, |mut b, (id, c)| {
-                        b.push_bind(*id)
-                            .push_bind(c.destination.as_deref())
-                            .push_bind(c.status)
-                            .push_bind(c.state.as_str())
-                            .push_bind(c.findings.as_str())
-                            .push_bind(c.open_discrepancies)
-                            .push_bind(c.orphans)
-                            .push_bind(c.next_change_us)
-                            .push_bind(now_us);
-                    });
-                    q.push(") AS v WHERE cases.id = v.column1");
+                    <$db as PushRows>::push_rows(
+                        &mut q,
+                        Rows::new(chunk.len())
+                            .int(chunk.iter().map(|(id, _)| *id))
+                            .opt_text(chunk.iter().map(|(_, c)| c.destination.as_deref()))
+                            .text(chunk.iter().map(|(_, c)| c.status))
+                            .text(chunk.iter().map(|(_, c)| c.state.as_str()))
+                            .text(chunk.iter().map(|(_, c)| c.findings.as_str()))
+                            .int(chunk.iter().map(|(_, c)| c.open_discrepancies))
+                            .int(chunk.iter().map(|(_, c)| c.orphans))
+                            .opt_int(chunk.iter().map(|(_, c)| c.next_change_us))
+                            .int(chunk.iter().map(|_| now_us)),
+                    );
+                    q.push(" WHERE cases.id = v.column1");
                     q.build().execute(&mut **tx).await?;
                 }
-                for chunk in changes.obligations.chunks(ROWS) {
+                for chunk in changes.obligations.chunks(<$db as PushRows>::rows_per_statement(12)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "UPDATE obligations SET kind = v.column2, debtor = v.column3, \
                          creditor = v.column4, state = v.column5, opened_us = v.column6, \
@@ -717,36 +728,31 @@ macro_rules! sql_store {
                          reminded_overdue_us = CASE WHEN v.column12 = 1 THEN NULL \
                          ELSE obligations.reminded_overdue_us END, \
                          reminded_escalated_us = CASE WHEN v.column12 = 1 THEN NULL \
-                         ELSE obligations.reminded_escalated_us END FROM (",
+                         ELSE obligations.reminded_escalated_us END FROM ",
                     );
-                    q.push_values(chunk, |mut b, (id, c, rescheduled)| {
-                        b.push_bind(*id)
-                            .push_bind(c.kind.as_str())
-                            .push_bind(c.debtor.as_str())
-                            .push_bind(c.creditor.as_str())
-                            .push_bind(c.state.as_str())
-                            .push_bind(c.opened_us)
-                            .push_bind(c.due_us)
-                            .push_bind(c.escalates_us)
-                            .push_bind(c.closed_us)
-                            .push_bind(c.closed_by.as_deref())
-                            .push_bind(c.detail.as_str())
-                            .push_bind(i64::from(*rescheduled));
-                    });
-                    q.push(") AS v WHERE obligations.id = v.column1");
+                    let columns = chunk.iter().map(|(_, c, _)| c);
+                    <$db as PushRows>::push_rows(
+                        &mut q,
+                        $crate::store::sql::obligation_rows(
+                            Rows::new(chunk.len()).int(chunk.iter().map(|(id, _, _)| *id)),
+                            columns,
+                        )
+                        .int(chunk.iter().map(|(_, _, rescheduled)| i64::from(*rescheduled))),
+                    );
+                    q.push(" WHERE obligations.id = v.column1");
                     q.build().execute(&mut **tx).await?;
                 }
-                for chunk in changes.standings.chunks(ROWS) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "UPDATE messages SET standing = v.column3 FROM (",
+                for chunk in changes.standings.chunks(<$db as PushRows>::rows_per_statement(3)) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE messages SET standing = v.column3 FROM ");
+                    <$db as PushRows>::push_rows(
+                        &mut q,
+                        Rows::new(chunk.len())
+                            .text(chunk.iter().map(|(sender, _, _)| sender.as_str()))
+                            .text(chunk.iter().map(|(_, id, _)| id.as_str()))
+                            .text(chunk.iter().map(|(_, _, standing)| *standing)),
                     );
-                    q.push_values(chunk, |mut b, (sender, id, standing)| {
-                        b.push_bind(sender.as_str())
-                            .push_bind(id.as_str())
-                            .push_bind(*standing);
-                    });
                     q.push(
-                        ") AS v WHERE messages.sender = v.column1 AND messages.message_id = v.column2 \
+                        " WHERE messages.sender = v.column1 AND messages.message_id = v.column2 \
                          AND messages.standing <> v.column3",
                     );
                     q.build().execute(&mut **tx).await?;
@@ -764,25 +770,29 @@ macro_rules! sql_store {
             ) -> Result<(), $crate::store::StoreError> {
                 use sqlx::Row as _;
                 use $crate::domain::kpi::Replies;
-                const ROWS: usize = 1000;
+                use $crate::store::rows::{PushRows, Rows};
                 let tallies = tallies.settled();
                 let current: Vec<_> = tallies.current.iter().collect();
-                for chunk in current.chunks(ROWS) {
+                for chunk in current.chunks(<$db as PushRows>::rows_per_statement(7)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO tallies_now (prefix, side, open, flagged_overdue, \
-                         flagged_escalated, orphans, discrepancies) ",
+                         flagged_escalated, orphans, discrepancies) SELECT * FROM ",
                     );
-                    q.push_values(chunk, |mut b, ((prefix, side), c)| {
-                        b.push_bind(prefix.clone())
-                            .push_bind(side.as_str())
-                            .push_bind(c.open)
-                            .push_bind(c.flagged_overdue)
-                            .push_bind(c.flagged_escalated)
-                            .push_bind(c.orphans)
-                            .push_bind(c.discrepancies);
-                    });
+                    <$db as PushRows>::push_rows(
+                        &mut q,
+                        Rows::new(chunk.len())
+                            .text(chunk.iter().map(|((prefix, _), _)| prefix.as_str()))
+                            .text(chunk.iter().map(|((_, side), _)| side.as_str()))
+                            .int(chunk.iter().map(|(_, c)| c.open))
+                            .int(chunk.iter().map(|(_, c)| c.flagged_overdue))
+                            .int(chunk.iter().map(|(_, c)| c.flagged_escalated))
+                            .int(chunk.iter().map(|(_, c)| c.orphans))
+                            .int(chunk.iter().map(|(_, c)| c.discrepancies)),
+                    );
+                    // WHERE true: SQLite reads ON CONFLICT after a bare
+                    // SELECT as part of a join.
                     q.push(
-                        " ON CONFLICT (prefix, side) DO UPDATE SET \
+                        " WHERE true ON CONFLICT (prefix, side) DO UPDATE SET \
                          open = tallies_now.open + excluded.open, \
                          flagged_overdue = tallies_now.flagged_overdue + excluded.flagged_overdue, \
                          flagged_escalated = tallies_now.flagged_escalated + excluded.flagged_escalated, \
@@ -793,7 +803,7 @@ macro_rules! sql_store {
                 }
                 let parent = |prefix: &str| $crate::domain::tally::parent(prefix).to_string();
                 let daily: Vec<_> = tallies.daily.iter().collect();
-                for chunk in daily.chunks(ROWS) {
+                for chunk in daily.chunks(<$db as PushRows>::rows_per_statement(19)) {
                     // The stored histograms of the days that gain replies.
                     let with_replies: Vec<_> =
                         chunk.iter().filter(|(_, d)| !d.replies.is_empty()).collect();
@@ -801,14 +811,19 @@ macro_rules! sql_store {
                     if !with_replies.is_empty() {
                         let mut q = sqlx::QueryBuilder::<$db>::new(
                             "SELECT parent, day, prefix, side, replies FROM tallies_daily \
-                             WHERE (parent, day, prefix, side) IN ",
+                             WHERE (parent, day, prefix, side) IN \
+                             (SELECT column1, column2, column3, column4 FROM ",
                         );
-                        q.push_tuples(with_replies.iter(), |mut b, ((prefix, side, day), _)| {
-                            b.push_bind(parent(prefix))
-                                .push_bind(*day)
-                                .push_bind(prefix.clone())
-                                .push_bind(side.as_str());
-                        });
+                        let keys = || with_replies.iter().map(|((prefix, side, day), _)| (prefix, side, *day));
+                        <$db as PushRows>::push_rows(
+                            &mut q,
+                            Rows::new(with_replies.len())
+                                .text(keys().map(|(prefix, _, _)| parent(prefix)))
+                                .int(keys().map(|(_, _, day)| day))
+                                .text(keys().map(|(prefix, _, _)| prefix.as_str()))
+                                .text(keys().map(|(_, side, _)| side.as_str())),
+                        );
+                        q.push(")");
                         for row in q.build().fetch_all(&mut **tx).await? {
                             let key: (String, String, i64) =
                                 (row.try_get("prefix")?, row.try_get("side")?, row.try_get("day")?);
@@ -836,33 +851,36 @@ macro_rules! sql_store {
                         "INSERT INTO tallies_daily (parent, prefix, side, day, receipts_answered, \
                          receipts_on_time, receipts_flagged, feedback_answered, feedback_flagged, \
                          answers_answered, answers_on_time, answers_flagged, open_in, open_out, \
-                         overdue_in, overdue_out, escalated_in, escalated_out, replies) ",
+                         overdue_in, overdue_out, escalated_in, escalated_out, replies) SELECT * FROM ",
                     );
-                    q.push_values(chunk.iter().zip(merged), |mut b, (((prefix, side, day), d), replies)| {
-                        b.push_bind(parent(prefix))
-                            .push_bind(prefix.clone())
-                            .push_bind(side.as_str())
-                            .push_bind(*day)
-                            .push_bind(d.receipts_answered)
-                            .push_bind(d.receipts_on_time)
-                            .push_bind(d.receipts_flagged)
-                            .push_bind(d.feedback_answered)
-                            .push_bind(d.feedback_flagged)
-                            .push_bind(d.answers_answered)
-                            .push_bind(d.answers_on_time)
-                            .push_bind(d.answers_flagged)
-                            .push_bind(d.moves.open_in)
-                            .push_bind(d.moves.open_out)
-                            .push_bind(d.moves.overdue_in)
-                            .push_bind(d.moves.overdue_out)
-                            .push_bind(d.moves.escalated_in)
-                            .push_bind(d.moves.escalated_out)
+                    let d = || chunk.iter().map(|(_, d)| d);
+                    <$db as PushRows>::push_rows(
+                        &mut q,
+                        Rows::new(chunk.len())
+                            .text(chunk.iter().map(|((prefix, _, _), _)| parent(prefix)))
+                            .text(chunk.iter().map(|((prefix, _, _), _)| prefix.as_str()))
+                            .text(chunk.iter().map(|((_, side, _), _)| side.as_str()))
+                            .int(chunk.iter().map(|((_, _, day), _)| *day))
+                            .int(d().map(|d| d.receipts_answered))
+                            .int(d().map(|d| d.receipts_on_time))
+                            .int(d().map(|d| d.receipts_flagged))
+                            .int(d().map(|d| d.feedback_answered))
+                            .int(d().map(|d| d.feedback_flagged))
+                            .int(d().map(|d| d.answers_answered))
+                            .int(d().map(|d| d.answers_on_time))
+                            .int(d().map(|d| d.answers_flagged))
+                            .int(d().map(|d| d.moves.open_in))
+                            .int(d().map(|d| d.moves.open_out))
+                            .int(d().map(|d| d.moves.overdue_in))
+                            .int(d().map(|d| d.moves.overdue_out))
+                            .int(d().map(|d| d.moves.escalated_in))
+                            .int(d().map(|d| d.moves.escalated_out))
                             // NULL: a new row has no replies yet, an
                             // existing one keeps its histogram.
-                            .push_bind(replies);
-                    });
+                            .opt_bytes(merged),
+                    );
                     q.push(
-                        " ON CONFLICT (parent, day, prefix, side) DO UPDATE SET \
+                        " WHERE true ON CONFLICT (parent, day, prefix, side) DO UPDATE SET \
                          receipts_answered = tallies_daily.receipts_answered + excluded.receipts_answered, \
                          receipts_on_time = tallies_daily.receipts_on_time + excluded.receipts_on_time, \
                          receipts_flagged = tallies_daily.receipts_flagged + excluded.receipts_flagged, \
@@ -992,28 +1010,35 @@ macro_rules! sql_store {
             ) -> Result<Vec<Option<i64>>, $crate::store::StoreError> {
                 use sqlx::Row as _;
                 use std::collections::HashMap;
+                use $crate::store::rows::{PushRows, Rows};
                 use $crate::store::sql::{NewObligation, ObligationColumns};
-                const ROWS: usize = 300;
 
                 let mut rows: HashMap<(String, String), i64> = HashMap::with_capacity(messages.len());
-                for chunk in messages.chunks(ROWS) {
+                for chunk in messages.chunks(<$db as PushRows>::rows_per_statement(10)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO messages (sender, message_id, content_hash, kind, case_id, \
-                         recipient, envelope, body, standing, accepted_us) ",
+                         recipient, envelope, body, standing, accepted_us) SELECT * FROM ",
                     );
-                    q.push_values(chunk, |mut b, m| {
-                        b.push_bind(m.sender.as_str())
-                            .push_bind(m.message_id.as_str())
-                            .push_bind(m.content_hash.as_slice())
-                            .push_bind(m.kind)
-                            .push_bind(m.case_id)
-                            .push_bind(m.recipients.first().map(|(r, _)| r.as_str()).unwrap_or_default())
-                            .push_bind(m.envelope.as_slice())
-                            .push_bind(m.body.as_str())
-                            .push_bind("ACTIVE")
-                            .push_bind(now_us);
-                    });
-                    q.push(" ON CONFLICT (sender, message_id) DO NOTHING RETURNING id, sender, message_id");
+                    <$db as PushRows>::push_rows(
+                        &mut q,
+                        Rows::new(chunk.len())
+                            .text(chunk.iter().map(|m| m.sender.as_str()))
+                            .text(chunk.iter().map(|m| m.message_id.as_str()))
+                            .bytes(chunk.iter().map(|m| m.content_hash.clone()))
+                            .text(chunk.iter().map(|m| m.kind))
+                            .int(chunk.iter().map(|m| m.case_id))
+                            .text(chunk.iter().map(|m| {
+                                m.recipients.first().map(|(r, _)| r.as_str()).unwrap_or_default()
+                            }))
+                            .bytes(chunk.iter().map(|m| m.envelope.clone()))
+                            .text(chunk.iter().map(|m| m.body.as_str()))
+                            .text(chunk.iter().map(|_| "ACTIVE"))
+                            .int(chunk.iter().map(|_| now_us)),
+                    );
+                    q.push(
+                        " WHERE true ON CONFLICT (sender, message_id) DO NOTHING \
+                         RETURNING id, sender, message_id",
+                    );
                     for row in q.build().fetch_all(&mut **tx).await? {
                         rows.insert((row.try_get("sender")?, row.try_get("message_id")?), row.try_get("id")?);
                     }
@@ -1034,11 +1059,15 @@ macro_rules! sql_store {
                     })
                     .collect();
                 let mut seqs: HashMap<(i64, String), i64> = HashMap::with_capacity(deliveries.len());
-                for chunk in deliveries.chunks(ROWS) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO deliveries (recipient, message) ");
-                    q.push_values(chunk, |mut b, (id, recipient, _, _)| {
-                        b.push_bind(*recipient).push_bind(*id);
-                    });
+                for chunk in deliveries.chunks(<$db as PushRows>::rows_per_statement(2)) {
+                    let mut q =
+                        sqlx::QueryBuilder::<$db>::new("INSERT INTO deliveries (recipient, message) SELECT * FROM ");
+                    <$db as PushRows>::push_rows(
+                        &mut q,
+                        Rows::new(chunk.len())
+                            .text(chunk.iter().map(|(_, recipient, _, _)| *recipient))
+                            .int(chunk.iter().map(|(id, _, _, _)| *id)),
+                    );
                     q.push(" RETURNING seq, recipient, message");
                     for row in q.build().fetch_all(&mut **tx).await? {
                         seqs.insert((row.try_get("message")?, row.try_get("recipient")?), row.try_get("seq")?);
@@ -1074,33 +1103,26 @@ macro_rules! sql_store {
                 Ok(ids)
             }
 
-            /// Inserts obligations, a few hundred rows per statement.
+            /// Inserts obligations.
             async fn insert_obligations(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 obligations: &[$crate::store::sql::NewObligation],
             ) -> Result<(), $crate::store::StoreError> {
-                const ROWS: usize = 300;
-                for chunk in obligations.chunks(ROWS) {
+                use $crate::store::rows::{PushRows, Rows};
+                for chunk in obligations.chunks(<$db as PushRows>::rows_per_statement(13)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO obligations (case_id, key, kind, debtor, creditor, state, \
-                         opened_us, due_us, escalates_us, closed_us, closed_by, detail, delivery) ",
+                         opened_us, due_us, escalates_us, closed_us, closed_by, detail, delivery) \
+                         SELECT * FROM ",
                     );
-                    q.push_values(chunk, |mut b, o| {
-                        let c = &o.columns;
-                        b.push_bind(o.case_id)
-                            .push_bind(o.key.as_str())
-                            .push_bind(c.kind.as_str())
-                            .push_bind(c.debtor.as_str())
-                            .push_bind(c.creditor.as_str())
-                            .push_bind(c.state.as_str())
-                            .push_bind(c.opened_us)
-                            .push_bind(c.due_us)
-                            .push_bind(c.escalates_us)
-                            .push_bind(c.closed_us)
-                            .push_bind(c.closed_by.as_deref())
-                            .push_bind(c.detail.as_str())
-                            .push_bind(o.delivery);
-                    });
+                    let rows = Rows::new(chunk.len())
+                        .int(chunk.iter().map(|o| o.case_id))
+                        .text(chunk.iter().map(|o| o.key.as_str()));
+                    <$db as PushRows>::push_rows(
+                        &mut q,
+                        $crate::store::sql::obligation_rows(rows, chunk.iter().map(|o| &o.columns))
+                            .opt_int(chunk.iter().map(|o| o.delivery)),
+                    );
                     q.build().execute(&mut **tx).await?;
                 }
                 Ok(())
@@ -1114,7 +1136,7 @@ macro_rules! sql_store {
                 now_us: i64,
             ) -> Result<(), $crate::store::StoreError> {
                 use sqlx::Row as _;
-                const ROWS: usize = 300;
+                use $crate::store::rows::{PushRows, Rows};
                 let mut new = Vec::new();
                 for (key, work) in cases.iter() {
                     if work.id.is_none() && work.dirty {
@@ -1123,24 +1145,28 @@ macro_rules! sql_store {
                         }
                     }
                 }
-                for chunk in new.chunks(ROWS) {
+                for chunk in new.chunks(<$db as PushRows>::rows_per_statement(11)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO cases (resident_id, origin, destination, status, state, findings, \
-                         open_discrepancies, orphans, next_change_us, created_us, updated_us) ",
+                         open_discrepancies, orphans, next_change_us, created_us, updated_us) \
+                         SELECT * FROM ",
                     );
-                    q.push_values(chunk, |mut b, ((resident, origin), c)| {
-                        b.push_bind(resident.as_str())
-                            .push_bind(origin.as_str())
-                            .push_bind(c.destination.as_deref())
-                            .push_bind(c.status)
-                            .push_bind(c.state.as_str())
-                            .push_bind(c.findings.as_str())
-                            .push_bind(c.open_discrepancies)
-                            .push_bind(c.orphans)
-                            .push_bind(c.next_change_us)
-                            .push_bind(now_us)
-                            .push_bind(now_us);
-                    });
+                    let c = || chunk.iter().map(|(_, c)| c);
+                    <$db as PushRows>::push_rows(
+                        &mut q,
+                        Rows::new(chunk.len())
+                            .text(chunk.iter().map(|((resident, _), _)| resident.as_str()))
+                            .text(chunk.iter().map(|((_, origin), _)| origin.as_str()))
+                            .opt_text(c().map(|c| c.destination.as_deref()))
+                            .text(c().map(|c| c.status))
+                            .text(c().map(|c| c.state.as_str()))
+                            .text(c().map(|c| c.findings.as_str()))
+                            .int(c().map(|c| c.open_discrepancies))
+                            .int(c().map(|c| c.orphans))
+                            .opt_int(c().map(|c| c.next_change_us))
+                            .int(c().map(|_| now_us))
+                            .int(c().map(|_| now_us)),
+                    );
                     q.push(" RETURNING id, resident_id, origin");
                     for row in q.build().fetch_all(&mut **tx).await? {
                         let key: (String, String) = (row.try_get("resident_id")?, row.try_get("origin")?);
@@ -1169,6 +1195,7 @@ macro_rules! sql_store {
                 use $crate::domain::policy::DeadlineKind;
                 use $crate::domain::reconcile::{Recorded, reconcile};
                 use $crate::domain::{Body, Kind, RegionCode, Violation};
+                use $crate::store::rows::{PushRows, Rows};
                 use $crate::store::sql::corrupt;
                 use $crate::store::{Outcome, StoreError, from_us, to_us};
 
@@ -1186,14 +1213,18 @@ macro_rules! sql_store {
                 // The batch's ids already taken: (hash, accepted_us).
                 let mut taken: std::collections::HashMap<Key, (Vec<u8>, i64)> =
                     std::collections::HashMap::new();
-                for chunk in batch.chunks(400) {
+                for chunk in batch.chunks(<$db as PushRows>::rows_per_statement(2)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "SELECT sender, message_id, content_hash, accepted_us FROM messages \
-                         WHERE (sender, message_id) IN ",
+                         WHERE (sender, message_id) IN (SELECT column1, column2 FROM ",
                     );
-                    q.push_tuples(chunk, |mut b, c| {
-                        b.push_bind(c.message.sender.as_str()).push_bind(c.message.id.as_str());
-                    });
+                    <$db as PushRows>::push_rows(
+                        &mut q,
+                        Rows::new(chunk.len())
+                            .text(chunk.iter().map(|c| c.message.sender.as_str()))
+                            .text(chunk.iter().map(|c| c.message.id.as_str())),
+                    );
+                    q.push(")");
                     for row in q.build().fetch_all(&mut *tx).await? {
                         taken.insert(
                             (row.try_get("sender")?, row.try_get("message_id")?),
