@@ -168,10 +168,10 @@ impl PushRows for Sqlite {
                 match column {
                     Column::Int(v) => row.push_bind(v[i]),
                     Column::OptInt(v) => row.push_bind(v[i]),
-                    Column::Text(v) => row.push_bind(v[i].clone()),
-                    Column::OptText(v) => row.push_bind(v[i].clone()),
-                    Column::Bytes(v) => row.push_bind(v[i].clone()),
-                    Column::OptBytes(v) => row.push_bind(v[i].clone()),
+                    Column::Text(v) => row.push_bind(v[i].as_str()),
+                    Column::OptText(v) => row.push_bind(v[i].as_deref()),
+                    Column::Bytes(v) => row.push_bind(v[i].as_slice()),
+                    Column::OptBytes(v) => row.push_bind(v[i].as_deref()),
                 };
             }
             row.push_unseparated(")");
@@ -187,5 +187,52 @@ impl PushRows for Sqlite {
             list.push_bind(*id);
         }
         list.push_unseparated(")");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: usize) -> Rows {
+        Rows::new(n)
+            .int(0..n as i64)
+            .opt_text((0..n).map(|i| (i % 2 == 0).then(|| format!("office {i}"))))
+            .bytes((0..n).map(|i| vec![i as u8]))
+    }
+
+    #[test]
+    fn postgres_statements_are_the_same_text_whatever_the_rows() {
+        let text = |n| {
+            let mut q = QueryBuilder::<Postgres>::new("SELECT * FROM ");
+            Postgres::push_rows(&mut q, rows(n));
+            q.push(" WHERE v.column1");
+            Postgres::push_in_ids(&mut q, &vec![7; n]);
+            q.sql().as_str().to_string()
+        };
+        assert_eq!(text(1), text(2_000));
+        assert_eq!(
+            text(1),
+            "SELECT * FROM UNNEST($1::int8[], $2::text[], $3::bytea[]) \
+             AS v (column1, column2, column3) WHERE v.column1 = ANY($4::int8[])"
+        );
+    }
+
+    #[test]
+    fn sqlite_binds_every_value_in_row_order() {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM ");
+        Sqlite::push_rows(&mut q, rows(2));
+        q.push(" WHERE v.column1");
+        Sqlite::push_in_ids(&mut q, &[1, 2]);
+        assert_eq!(
+            q.sql().as_str(),
+            "SELECT * FROM (VALUES (?, ?, ?), (?, ?, ?)) AS v WHERE v.column1 IN (?, ?)"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "every column has a value per row")]
+    fn a_short_column_is_a_bug() {
+        let _ = Rows::new(2).int([1]);
     }
 }
