@@ -116,8 +116,11 @@ pub(crate) trait PushRows: sqlx::Database {
 
 impl PushRows for Postgres {
     fn rows_per_statement(_columns: usize) -> usize {
-        // Arrays: one parameter per column whatever the rows.
-        usize::MAX
+        // Arrays: one parameter per column whatever the rows. The cap keeps
+        // each statement under a second (counting tallies at start writes
+        // hundreds of thousands of rows at a time; sqlx warns about slow
+        // statements) and is above what a publishing group writes.
+        50_000
     }
 
     fn push_rows(q: &mut QueryBuilder<Self>, rows: Rows) {

@@ -515,17 +515,17 @@ pub(crate) fn obligation_rows<'a>(
     rows: super::rows::Rows,
     columns: impl Iterator<Item = &'a ObligationColumns> + Clone,
 ) -> super::rows::Rows {
-    let c = columns;
-    rows.text(c.clone().map(|c| c.kind.as_str()))
-        .text(c.clone().map(|c| c.debtor.as_str()))
-        .text(c.clone().map(|c| c.creditor.as_str()))
-        .text(c.clone().map(|c| c.state.as_str()))
-        .int(c.clone().map(|c| c.opened_us))
-        .int(c.clone().map(|c| c.due_us))
-        .int(c.clone().map(|c| c.escalates_us))
-        .opt_int(c.clone().map(|c| c.closed_us))
-        .opt_text(c.clone().map(|c| c.closed_by.as_deref()))
-        .text(c.map(|c| c.detail.as_str()))
+    let c = || columns.clone();
+    rows.text(c().map(|c| c.kind.as_str()))
+        .text(c().map(|c| c.debtor.as_str()))
+        .text(c().map(|c| c.creditor.as_str()))
+        .text(c().map(|c| c.state.as_str()))
+        .int(c().map(|c| c.opened_us))
+        .int(c().map(|c| c.due_us))
+        .int(c().map(|c| c.escalates_us))
+        .opt_int(c().map(|c| c.closed_us))
+        .opt_text(c().map(|c| c.closed_by.as_deref()))
+        .text(c().map(|c| c.detail.as_str()))
 }
 
 /// The threshold a reminder is about, as named in its message id.
