@@ -108,6 +108,8 @@ struct Figures {
     ingest_batched_p50_ms: f64,
     ingest_batched_p99_ms: f64,
     ceiling_batched_mps: f64,
+    ceiling_batched_per_row_mps: f64,
+    rows_per_message: f64,
     ingest_single_mps: f64,
     ingest_single_p50_ms: f64,
     ingest_single_p99_ms: f64,
@@ -420,6 +422,7 @@ async fn measure(
         .filter(|(o, _)| offices.contains(o))
         .collect();
     let (n, secs, lat) = publish_all(server.addr, pki, &batched, 100).await?;
+    f.rows_per_message = super::bench_load::rows_stored(&url).await? as f64 / n as f64;
     f.ingest_batched_msgs = n;
     f.ingest_batched_mps = n as f64 / secs;
     f.ingest_batched_p50_ms = lat.ms(0.5);
@@ -449,10 +452,28 @@ async fn measure(
     eprintln!("  fan-out done");
     server.stop().await;
 
-    // The storage ceilings, on a fresh database of the same schema.
-    let url = fresh_database(backend, args, dir, &format!("{backend}_ceiling")).await?;
-    f.ceiling_batched_mps = ceiling(&url, &batched, 100, args.clients).await?;
-    f.ceiling_single_mps = ceiling(&url, &single, 1, args.clients).await?;
+    // The storage ceilings, each on a fresh database of the same schema.
+    use super::bench_load::Statements::{MultiRow, PerRow};
+    for (name, traffic, batch, statements, mps) in [
+        (
+            "batched",
+            &batched,
+            100,
+            MultiRow,
+            &mut f.ceiling_batched_mps,
+        ),
+        (
+            "per_row",
+            &batched,
+            100,
+            PerRow,
+            &mut f.ceiling_batched_per_row_mps,
+        ),
+        ("single", &single, 1, PerRow, &mut f.ceiling_single_mps),
+    ] {
+        let url = fresh_database(backend, args, dir, &format!("{backend}_ceiling_{name}")).await?;
+        *mps = ceiling(&url, traffic, batch, args.clients, statements).await?;
+    }
     eprintln!("  ceilings done");
 
     // 4: backlog at scale.
@@ -619,6 +640,7 @@ async fn ceiling(
     traffic: &BTreeMap<String, Vec<proto::Envelope>>,
     batch: usize,
     clients: usize,
+    statements: super::bench_load::Statements,
 ) -> Result<f64> {
     use prost::Message as _;
     let rows: Vec<CeilingRow> = traffic
@@ -637,7 +659,7 @@ async fn ceiling(
     let chunks: Vec<Vec<CeilingRow>> = rows.chunks(batch).map(<[_]>::to_vec).collect();
     let queue = Arc::new(Mutex::new(chunks));
     let n = rows.len();
-    super::bench_load::ceiling_writes(url, queue, clients, n).await
+    super::bench_load::ceiling_writes(url, queue, clients, n, statements).await
 }
 
 /// Publish → delivery on a live feed, with `subscribers` destinations
@@ -820,6 +842,12 @@ fn report(all: &[Figures], args: &BenchArgs, sizes: &Sizes) {
             f.ingest_batched_p50_ms,
             f.ingest_batched_p99_ms,
             f.ingest_batched_msgs
+        );
+        println!(
+            "            the ceiling a statement per row: {:.0} msg/s = {:.1} %; rows stored per message: {:.1} (the ceiling's: 2)",
+            f.ceiling_batched_per_row_mps,
+            ratio(f.ingest_batched_mps, f.ceiling_batched_per_row_mps),
+            f.rows_per_message
         );
         println!(
             "ingest      single   {:>9.0} msg/s  vs sqlx ceiling {:>9.0} msg/s = {:>5.1} %   (p50 {:.1} ms, p99 {:.1} ms)",

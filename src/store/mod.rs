@@ -26,6 +26,7 @@ pub const SYSTEM_SENDER: &str = "twoplace";
 
 pub use intake::Intake;
 pub use postgres::PgStore;
+pub use rows::{PushRows, Rows};
 pub use sql::{
     REGION_DAYS_SQL, TALLIES_DAILY_SQL, TALLIES_NOW_SQL, list_obligations_sql,
     overdue_in_region_sql, unflagged_sql,

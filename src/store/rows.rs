@@ -48,7 +48,7 @@ impl Column {
 
 /// Rows of one statement, built a column at a time:
 /// `Rows::new(n).int(…).text(…)`, each column given as n values.
-pub(crate) struct Rows {
+pub struct Rows {
     len: usize,
     columns: Vec<Column>,
 }
@@ -102,7 +102,7 @@ impl Rows {
 }
 
 /// How a backend puts [`Rows`] into a statement.
-pub(crate) trait PushRows: sqlx::Database {
+pub trait PushRows: sqlx::Database {
     /// At most this many rows per statement, for rows of `columns` values.
     fn rows_per_statement(columns: usize) -> usize;
 
