@@ -5,8 +5,10 @@
 //!    tonic server with only the health service (the same binary, hidden
 //!    `--baseline-server`), both in their own process.
 //! 2. Ingest: office clients publishing the simulator's traffic in batches
-//!    of 100 and one by one, against the same rows written straight through
-//!    sqlx (batched transactions, and single-row transactions).
+//!    of 100 and one by one, against the same messages' rows written
+//!    straight through sqlx: batched transactions of multi-row statements
+//!    (and, for comparison, of a statement per row), and single-row
+//!    transactions.
 //! 3. Fan-out: publish → a subscribed destination receives it, with 100
 //!    destinations subscribed.
 //! 4. Backlog at scale: N obligations generated straight into the database,
