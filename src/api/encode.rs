@@ -340,11 +340,7 @@ pub fn case_summary(state: &CaseState, findings: &Findings) -> proto::CaseSummar
         destination_office: current_destination(state),
         status: case_status(state.status) as i32,
         updated_at: Some(timestamp(state.updated_at)),
-        open_discrepancies: findings
-            .discrepancies
-            .iter()
-            .filter(|d| d.resolved_at.is_none())
-            .count() as i32,
+        open_discrepancies: findings.open_discrepancies() as i32,
         orphans: findings.orphans.len() as i32,
     }
 }

@@ -207,6 +207,16 @@ pub struct Findings {
     pub orphans: Vec<Orphan>,
 }
 
+impl Findings {
+    /// Discrepancies not yet resolved: what reports count.
+    pub fn open_discrepancies(&self) -> usize {
+        self.discrepancies
+            .iter()
+            .filter(|d| d.resolved_at.is_none())
+            .count()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reconciled {
     pub state: CaseState,
@@ -892,6 +902,25 @@ mod tests {
     const STRANGER: &str = "310114";
     /// 2024-01-10 in Shanghai, in 2024Q1.
     const T0: OffsetDateTime = datetime!(2024-01-10 09:00 +8);
+
+    #[test]
+    fn only_unresolved_discrepancies_are_open() {
+        let discrepancy = |resolved: bool| Discrepancy {
+            field: "name".into(),
+            origin_value: "a".into(),
+            destination_value: "b".into(),
+            found_at: T0,
+            found_by: MessageId::parse("m-1").unwrap(),
+            resolved_at: resolved.then_some(T0),
+            resolved_by: resolved.then(|| MessageId::parse("m-2").unwrap()),
+        };
+        let findings = Findings {
+            discrepancies: vec![discrepancy(false), discrepancy(true), discrepancy(false)],
+            orphans: Vec::new(),
+        };
+        assert_eq!(findings.open_discrepancies(), 2);
+        assert_eq!(Findings::default().open_discrepancies(), 0);
+    }
 
     fn code(c: &str) -> RegionCode {
         RegionCode::parse(c).unwrap()

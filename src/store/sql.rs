@@ -69,11 +69,7 @@ impl CaseWork {
                 .map(|d| d.as_str().to_string()),
             status: r.state.status.as_str(),
             state: serde_json::to_string(&r.state).map_err(corrupt)?,
-            open_discrepancies: findings
-                .discrepancies
-                .iter()
-                .filter(|d| d.resolved_at.is_none())
-                .count() as i64,
+            open_discrepancies: findings.open_discrepancies() as i64,
             orphans: findings.orphans.len() as i64,
             findings: serde_json::to_string(&findings).map_err(corrupt)?,
             next_change_us: r.next_change.map(to_us),
@@ -300,6 +296,7 @@ where
     for<'a> &'a str: sqlx::ColumnIndex<R>,
 {
     let kind: String = row.try_get("kind")?;
+    let (flagged_overdue, flagged_escalated) = reminded(row)?;
     Ok(ObligationFacts {
         class: Class::of_kind(&kind),
         debtor: row.try_get("debtor")?,
@@ -309,13 +306,25 @@ where
         due_us: row.try_get("due_us")?,
         escalates_us: row.try_get("escalates_us")?,
         closed_us: row.try_get("closed_us")?,
-        flagged_overdue: row
-            .try_get::<Option<i64>, _>("reminded_overdue_us")?
-            .is_some(),
-        flagged_escalated: row
-            .try_get::<Option<i64>, _>("reminded_escalated_us")?
-            .is_some(),
+        flagged_overdue,
+        flagged_escalated,
     })
+}
+
+/// Whether an obligation row was reminded of being overdue and of being
+/// escalated (its `reminded_*_us` columns are set).
+pub(crate) fn reminded<R>(row: &R) -> Result<(bool, bool), StoreError>
+where
+    R: sqlx::Row,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    Ok((
+        row.try_get::<Option<i64>, _>("reminded_overdue_us")?
+            .is_some(),
+        row.try_get::<Option<i64>, _>("reminded_escalated_us")?
+            .is_some(),
+    ))
 }
 
 /// The columns reconciliation owns in `obligations`.
@@ -654,13 +663,7 @@ macro_rules! sql_store {
                             .get(&case_id)
                             .and_then(|k| works.get_mut(k))
                             .ok_or_else(|| corrupt("an obligation of a case not asked for"))?;
-                        work.flags.insert(
-                            row.try_get("key")?,
-                            (
-                                row.try_get::<Option<i64>, _>("reminded_overdue_us")?.is_some(),
-                                row.try_get::<Option<i64>, _>("reminded_escalated_us")?.is_some(),
-                            ),
-                        );
+                        work.flags.insert(row.try_get("key")?, $crate::store::sql::reminded(&row)?);
                         work.stored.insert(
                             row.try_get("key")?,
                             (
