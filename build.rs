@@ -5,6 +5,9 @@ use prost::Message as _;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    // sqlx::migrate! embeds migrations/ at compile time; without this a new
+    // migration file alone would not rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     let fds = protox::compile(
         ["twoplace/v1/exchange.proto", "twoplace/v1/admin.proto"],
         ["proto"],
