@@ -256,26 +256,6 @@ pub async fn plans(url: &str) -> Result<String> {
     Ok(out)
 }
 
-/// Rows in the tables ingest writes (cases, messages, deliveries,
-/// obligations and the tallies), to compare with the ceiling's two per
-/// message.
-pub async fn rows_stored(url: &str) -> Result<i64> {
-    const SQL: &str = "SELECT (SELECT COUNT(*) FROM cases) + (SELECT COUNT(*) FROM messages) \
-        + (SELECT COUNT(*) FROM deliveries) + (SELECT COUNT(*) FROM obligations) \
-        + (SELECT COUNT(*) FROM tallies_now) + (SELECT COUNT(*) FROM tallies_daily)";
-    Ok(if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url).await?;
-        let n = sqlx::query_scalar(SQL).fetch_one(&pool).await?;
-        pool.close().await;
-        n
-    } else {
-        let pool = sqlx::PgPool::connect(url).await?;
-        let n = sqlx::query_scalar(SQL).fetch_one(&pool).await?;
-        pool.close().await;
-        n
-    })
-}
-
 /// How a ceiling writes each transaction's messages and deliveries.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Statements {
@@ -402,5 +382,216 @@ pub async fn ceiling_writes(
         let store = PgStore::connect(url).await?;
         run!(sqlx::Postgres, store.pool(), false,
              p => p.begin_with("BEGIN; SET LOCAL plan_cache_mode = auto"))
+    })
+}
+
+/// The tables ingest writes, parents before children.
+const STORED_TABLES: [&str; 6] = [
+    "cases",
+    "messages",
+    "deliveries",
+    "obligations",
+    "tallies_now",
+    "tallies_daily",
+];
+
+/// One column of a table as read back, every value nullable.
+enum StoredColumn {
+    Int(Vec<Option<i64>>),
+    Text(Vec<Option<String>>),
+    Bytes(Vec<Option<Vec<u8>>>),
+}
+
+/// One table as ingest left it.
+struct StoredTable {
+    name: &'static str,
+    columns: Vec<String>,
+    values: Vec<StoredColumn>,
+    len: usize,
+}
+
+impl StoredTable {
+    /// Rows `range` of the table, as [`Rows`] in column order.
+    fn rows(&self, range: std::ops::Range<usize>) -> Rows {
+        let mut rows = Rows::new(range.len());
+        for column in &self.values {
+            rows = match column {
+                StoredColumn::Int(v) => rows.opt_int(v[range.clone()].iter().copied()),
+                StoredColumn::Text(v) => rows.opt_text(v[range.clone()].iter().cloned()),
+                StoredColumn::Bytes(v) => rows.opt_bytes(v[range.clone()].iter().cloned()),
+            };
+        }
+        rows
+    }
+}
+
+/// Every row ingest stored — cases, messages, deliveries, obligations and
+/// tallies, in their final state — read back from its database, for the
+/// ceiling that writes the same rows again.
+pub struct StoredRows {
+    tables: Vec<StoredTable>,
+    messages: usize,
+}
+
+impl StoredRows {
+    pub async fn read(url: &str) -> Result<StoredRows> {
+        macro_rules! read {
+            ($pool:expr, $columns_sql:expr) => {{
+                let pool = $pool;
+                let mut tables = Vec::new();
+                for name in STORED_TABLES {
+                    let described: Vec<(String, String)> = sqlx::query_as($columns_sql)
+                        .bind(name)
+                        .fetch_all(&pool)
+                        .await?;
+                    let columns: Vec<String> = described.iter().map(|(c, _)| c.clone()).collect();
+                    let sql = format!("SELECT {} FROM {name} ORDER BY 1", columns.join(", "));
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&pool)
+                        .await?;
+                    let mut values = Vec::new();
+                    for (i, (column, kind)) in described.iter().enumerate() {
+                        use sqlx::Row as _;
+                        let kind = kind.to_ascii_lowercase();
+                        values.push(match kind.as_str() {
+                            "bigint" | "integer" => StoredColumn::Int(
+                                rows.iter()
+                                    .map(|r| r.try_get(i))
+                                    .collect::<Result<_, _>>()?,
+                            ),
+                            "text" => StoredColumn::Text(
+                                rows.iter()
+                                    .map(|r| r.try_get(i))
+                                    .collect::<Result<_, _>>()?,
+                            ),
+                            "bytea" | "blob" => StoredColumn::Bytes(
+                                rows.iter()
+                                    .map(|r| r.try_get(i))
+                                    .collect::<Result<_, _>>()?,
+                            ),
+                            other => anyhow::bail!("{name}.{column}: no ceiling for type {other}"),
+                        });
+                    }
+                    tables.push(StoredTable {
+                        name,
+                        columns,
+                        values,
+                        len: rows.len(),
+                    });
+                }
+                pool.close().await;
+                tables
+            }};
+        }
+        let tables = if url.starts_with("sqlite:") {
+            read!(
+                sqlx::SqlitePool::connect(url).await?,
+                "SELECT name, type FROM pragma_table_info(?) ORDER BY cid"
+            )
+        } else {
+            read!(
+                sqlx::PgPool::connect(url).await?,
+                "SELECT column_name::text, data_type::text FROM information_schema.columns \
+                 WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position"
+            )
+        };
+        let messages = tables
+            .iter()
+            .find(|t| t.name == "messages")
+            .map_or(0, |t| t.len);
+        Ok(StoredRows { tables, messages })
+    }
+
+    /// Rows in all the tables.
+    pub fn len(&self) -> usize {
+        self.tables.iter().map(|t| t.len).sum()
+    }
+}
+
+/// The storage ceiling of batched ingest: the rows ingest stored, written
+/// again straight through sqlx into a fresh database of the same schema —
+/// one transaction per `batch` messages' share of every table, one
+/// multi-row statement per table and transaction, from `clients` tasks
+/// (taking turns in process on SQLite). Foreign keys are not checked:
+/// parallel transactions cannot all find their parents committed, and a
+/// ceiling may only err high. Messages per second.
+pub async fn ceiling_stored_rows(
+    url: &str,
+    stored: Arc<StoredRows>,
+    batch: usize,
+    clients: usize,
+) -> Result<f64> {
+    let transactions = stored.messages.div_ceil(batch.max(1)).max(1);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    macro_rules! run {
+        ($db:ty, $pool:expr, $turn:expr, $begin:expr, $overriding:expr) => {{
+            let pool = $pool.clone();
+            let turn = Arc::new(Mutex::new(()));
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..clients.max(1) {
+                let (pool, turn, next, stored) =
+                    (pool.clone(), turn.clone(), next.clone(), stored.clone());
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if k >= transactions {
+                            break;
+                        }
+                        let _turn = if $turn { Some(turn.lock().await) } else { None };
+                        let mut tx = pool.begin_with($begin).await?;
+                        for table in &stored.tables {
+                            let share = |k: usize| k * table.len / transactions;
+                            let (lo, hi) = (share(k), share(k + 1));
+                            let per = <$db as PushRows>::rows_per_statement(table.columns.len());
+                            let mut at = lo;
+                            while at < hi {
+                                let end = (at + per).min(hi);
+                                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                                    "INSERT INTO {} ({}) {} SELECT * FROM ",
+                                    table.name,
+                                    table.columns.join(", "),
+                                    $overriding
+                                ));
+                                <$db as PushRows>::push_rows(&mut q, table.rows(at..end));
+                                q.build().execute(&mut *tx).await?;
+                                at = end;
+                            }
+                        }
+                        tx.commit().await?;
+                    }
+                    anyhow::Ok(())
+                }));
+            }
+            for t in tasks {
+                t.await??;
+            }
+            stored.messages as f64 / started.elapsed().as_secs_f64()
+        }};
+    }
+    Ok(if url.starts_with("sqlite:") {
+        let store = SqliteStore::connect(url).await?;
+        let pool = store.pool().clone();
+        // The pragma holds per connection: set it on every one the writers use.
+        let mut held = Vec::new();
+        for _ in 0..clients.clamp(1, 8) {
+            let mut conn = pool.acquire().await?;
+            sqlx::query("PRAGMA foreign_keys = OFF")
+                .execute(&mut *conn)
+                .await?;
+            held.push(conn);
+        }
+        drop(held);
+        run!(sqlx::Sqlite, pool, true, "BEGIN IMMEDIATE", "")
+    } else {
+        let store = PgStore::connect(url).await?;
+        run!(
+            sqlx::Postgres,
+            store.pool(),
+            false,
+            "BEGIN; SET LOCAL plan_cache_mode = auto; \
+             SET LOCAL session_replication_role = replica",
+            "OVERRIDING SYSTEM VALUE"
+        )
     })
 }
