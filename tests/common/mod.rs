@@ -372,6 +372,9 @@ impl TestServer {
             panic!("the tallies differ from a recount:\n{difference}");
         }
         drop(store);
+        // PostgreSQL does not check these references (migration 0005).
+        let dangling = dangling_references(&self.url).await;
+        assert_eq!(dangling, 0, "rows refer to rows that do not exist");
         if let Some((admin_url, name)) = self.database.take() {
             let pool = sqlx::PgPool::connect(&admin_url).await.unwrap();
             sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -382,6 +385,31 @@ impl TestServer {
             .unwrap();
             pool.close().await;
         }
+    }
+}
+
+/// Messages, deliveries and obligations whose case, message or delivery
+/// does not exist.
+async fn dangling_references(url: &str) -> i64 {
+    const SQL: &str = "SELECT \
+        (SELECT COUNT(*) FROM messages m WHERE NOT EXISTS \
+            (SELECT 1 FROM cases c WHERE c.id = m.case_id)) \
+        + (SELECT COUNT(*) FROM deliveries d WHERE NOT EXISTS \
+            (SELECT 1 FROM messages m WHERE m.id = d.message)) \
+        + (SELECT COUNT(*) FROM obligations o WHERE NOT EXISTS \
+            (SELECT 1 FROM cases c WHERE c.id = o.case_id)) \
+        + (SELECT COUNT(*) FROM obligations o WHERE o.delivery IS NOT NULL AND NOT EXISTS \
+            (SELECT 1 FROM deliveries d WHERE d.seq = o.delivery))";
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let n = sqlx::query_scalar(SQL).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let n = sqlx::query_scalar(SQL).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
     }
 }
 
