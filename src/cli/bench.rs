@@ -114,7 +114,10 @@ struct Figures {
     ingest_batched_mps: f64,
     ingest_batched_p50_ms: f64,
     ingest_batched_p99_ms: f64,
+    /// Batched ingest's ceiling: every row it stored, written again.
     ceiling_stored_rows_mps: f64,
+    /// Only a message and a delivery row per message, multi-row statements
+    /// (the ceiling of 5d605b7), and a statement per row (before it).
     ceiling_batched_mps: f64,
     ceiling_batched_per_row_mps: f64,
     rows_per_message: f64,
