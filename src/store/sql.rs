@@ -519,6 +519,22 @@ pub fn overdue_in_region_sql(prefix_len: usize) -> String {
     }
 }
 
+/// Adds what reconciliation writes to a case (destination … next_change_us,
+/// seven columns) to `rows`.
+pub(crate) fn case_rows<'a>(
+    rows: super::rows::Rows,
+    columns: impl Iterator<Item = &'a CaseColumns> + Clone,
+) -> super::rows::Rows {
+    let c = || columns.clone();
+    rows.opt_text(c().map(|c| c.destination.as_deref()))
+        .text(c().map(|c| c.status))
+        .text(c().map(|c| c.state.as_str()))
+        .text(c().map(|c| c.findings.as_str()))
+        .int(c().map(|c| c.open_discrepancies))
+        .int(c().map(|c| c.orphans))
+        .opt_int(c().map(|c| c.next_change_us))
+}
+
 /// Adds an obligation's columns (kind … detail, ten of them) to `rows`.
 pub(crate) fn obligation_rows<'a>(
     rows: super::rows::Rows,
@@ -708,16 +724,11 @@ macro_rules! sql_store {
                     );
                     <$db as PushRows>::push_rows(
                         &mut q,
-                        Rows::new(chunk.len())
-                            .int(chunk.iter().map(|(id, _)| *id))
-                            .opt_text(chunk.iter().map(|(_, c)| c.destination.as_deref()))
-                            .text(chunk.iter().map(|(_, c)| c.status))
-                            .text(chunk.iter().map(|(_, c)| c.state.as_str()))
-                            .text(chunk.iter().map(|(_, c)| c.findings.as_str()))
-                            .int(chunk.iter().map(|(_, c)| c.open_discrepancies))
-                            .int(chunk.iter().map(|(_, c)| c.orphans))
-                            .opt_int(chunk.iter().map(|(_, c)| c.next_change_us))
-                            .int(chunk.iter().map(|_| now_us)),
+                        $crate::store::sql::case_rows(
+                            Rows::new(chunk.len()).int(chunk.iter().map(|(id, _)| *id)),
+                            chunk.iter().map(|(_, c)| c),
+                        )
+                        .int(chunk.iter().map(|_| now_us)),
                     );
                     q.push(" WHERE cases.id = v.column1");
                     q.build().execute(&mut **tx).await?;
@@ -1154,21 +1165,14 @@ macro_rules! sql_store {
                          open_discrepancies, orphans, next_change_us, created_us, updated_us) \
                          SELECT * FROM ",
                     );
-                    let c = || chunk.iter().map(|(_, c)| c);
+                    let keys = Rows::new(chunk.len())
+                        .text(chunk.iter().map(|((resident, _), _)| resident.as_str()))
+                        .text(chunk.iter().map(|((_, origin), _)| origin.as_str()));
                     <$db as PushRows>::push_rows(
                         &mut q,
-                        Rows::new(chunk.len())
-                            .text(chunk.iter().map(|((resident, _), _)| resident.as_str()))
-                            .text(chunk.iter().map(|((_, origin), _)| origin.as_str()))
-                            .opt_text(c().map(|c| c.destination.as_deref()))
-                            .text(c().map(|c| c.status))
-                            .text(c().map(|c| c.state.as_str()))
-                            .text(c().map(|c| c.findings.as_str()))
-                            .int(c().map(|c| c.open_discrepancies))
-                            .int(c().map(|c| c.orphans))
-                            .opt_int(c().map(|c| c.next_change_us))
-                            .int(c().map(|_| now_us))
-                            .int(c().map(|_| now_us)),
+                        $crate::store::sql::case_rows(keys, chunk.iter().map(|(_, c)| c))
+                            .int(chunk.iter().map(|_| now_us))
+                            .int(chunk.iter().map(|_| now_us)),
                     );
                     q.push(" RETURNING id, resident_id, origin");
                     for row in q.build().fetch_all(&mut **tx).await? {
