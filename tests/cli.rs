@@ -18,6 +18,7 @@ backend_tests!(
     follow_prints_what_arrives,
     cases_and_obligations_read_back,
     the_simulators_totals_are_the_services,
+    the_simulators_totals_hold_when_writers_run_side_by_side,
     replies_discharge_what_is_owed,
     a_csv_import_reports_bad_rows_by_line,
     a_paced_drill_has_late_answers,
@@ -283,31 +284,107 @@ const ORIGINS: [&str; 7] = [
 ];
 
 async fn the_simulators_totals_are_the_services(backend: Backend) {
-    use twoplace::proto;
     let server = TestServer::start(&backend).await;
+    simulated_totals_are_the_services(&server, None, "120", "50").await;
+    server.finish().await;
+}
+
+/// Enough traffic at once that groups of publishes are split by case
+/// between writers running side by side, and two servers on one database
+/// (the origins' offices publishing through one, the destinations' through
+/// the other) racing on the same cases: every case still reconciles as if
+/// its messages had come one by one.
+async fn the_simulators_totals_hold_when_writers_run_side_by_side(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let replica = server.replica().await;
+    simulated_totals_are_the_services(&server, None, "1500", "200").await;
+    replica.finish().await;
+    server.finish().await;
+    let server = TestServer::start(&backend).await;
+    let replica = server.replica().await;
+    simulated_totals_are_the_services(&server, Some(&replica), "600", "100").await;
+    replica.finish().await;
+    server.finish().await;
+}
+
+/// Simulates `cases` people against `server` (or, given `destinations`,
+/// writes the traffic to files and publishes the destination offices'
+/// through that server, all offices at once) and compares the service's
+/// totals with the simulator's.
+async fn simulated_totals_are_the_services(
+    server: &TestServer,
+    destinations: Option<&TestServer>,
+    cases: &str,
+    batch_size: &str,
+) {
+    use twoplace::proto;
     let now = NOW
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
-    let run = server
-        .cli(ORIGIN)
-        .args([
-            "simulate",
-            "--cases",
-            "120",
-            "--seed",
-            "3",
-            "--batch-size",
-            "50",
-            "--now",
-            &now,
-        ])
-        .output()
-        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut simulate = server.cli(ORIGIN);
+    simulate.args([
+        "simulate",
+        "--cases",
+        cases,
+        "--seed",
+        "3",
+        "--batch-size",
+        batch_size,
+        "--now",
+        &now,
+    ]);
+    if destinations.is_some() {
+        simulate.arg("--out").arg(out.path());
+    }
+    let run = simulate.output().unwrap();
     assert!(
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
+    if let Some(destinations) = destinations {
+        let files: Vec<_> = std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|f| f.unwrap().path())
+            .collect();
+        let offices: Vec<_> = files
+            .iter()
+            .map(|f| {
+                twoplace::domain::RegionCode::parse(f.file_stem().unwrap().to_str().unwrap())
+                    .unwrap()
+            })
+            .collect();
+        // The simulator's offices, certified as `simulate` does for itself.
+        twoplace::pki::add_offices(&server.pki.dir, &offices).unwrap();
+        let mut publishers = Vec::new();
+        for (path, office) in files.iter().zip(&offices) {
+            let office = office.as_str();
+            let through = if office.starts_with("34") {
+                server
+            } else {
+                destinations
+            };
+            publishers.push(
+                through
+                    .cli(office)
+                    .args(["publish", "--batch-size", batch_size])
+                    .arg(path)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            );
+        }
+        for p in publishers {
+            let done = p.wait_with_output().unwrap();
+            assert!(
+                done.status.success(),
+                "{}",
+                String::from_utf8_lossy(&done.stderr)
+            );
+        }
+    }
     let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     let expected = &summary["expected"];
 
@@ -396,7 +473,6 @@ async fn the_simulators_totals_are_the_services(backend: Backend) {
         expected["open_discrepancies"].as_u64().unwrap() > 0,
         "the simulation has disagreements"
     );
-    server.finish().await;
 }
 
 async fn replies_discharge_what_is_owed(backend: Backend) {

@@ -28,6 +28,7 @@ backend_tests!(
     shutdown_ends_live_feeds_cleanly,
     concurrent_publishers_are_delivered_once_in_commit_order,
     concurrent_single_publishes_are_each_answered_as_alone,
+    two_servers_publishing_the_same_new_cases_agree,
     health_and_reflection_are_served,
 );
 
@@ -1076,6 +1077,88 @@ async fn concurrent_publishers_are_delivered_once_in_commit_order(backend: Backe
             .collect();
         assert_eq!(mine, expected);
     }
+    server.finish().await;
+}
+
+/// Two servers on one database, each with clients sending the same
+/// registrations of people not seen before (in opposite orders) and their
+/// own reminders about them, all at once: the servers race to create the
+/// same cases and to take the same message ids. Each registration is
+/// accepted once, every copy answers that acceptance, and each message is
+/// delivered once (the tallies and references are checked at `finish`).
+async fn two_servers_publishing_the_same_new_cases_agree(backend: Backend) {
+    const PEOPLE: usize = 300;
+    const CLIENTS: usize = 3;
+    let server = TestServer::start(&backend).await;
+    let replica = server.replica().await;
+    let ids: Vec<_> = (0..PEOPLE)
+        // As `person` has it: born 1985-06-15, an even 17th digit.
+        .map(|i| resident(&format!("34150219850615{:02}{}", i / 5, i % 5 * 2)))
+        .collect();
+    let mut tasks = Vec::new();
+    for (s, target) in [&server, &replica].into_iter().enumerate() {
+        for c in 0..CLIENTS {
+            let mut client = target.office(ORIGIN).await;
+            let mut people: Vec<_> = ids.iter().cloned().enumerate().collect();
+            if c % 2 == 1 {
+                people.reverse();
+            }
+            tasks.push(tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for chunk in people.chunks(50) {
+                    let batch = chunk
+                        .iter()
+                        .flat_map(|(i, id)| {
+                            [
+                                registration(&format!("reg-{i}"), DESTINATION, id),
+                                reminder(&format!("s{s}-c{c}-rem-{i}"), DESTINATION, id),
+                            ]
+                        })
+                        .collect();
+                    answers.extend(publish(&mut client, batch).await);
+                }
+                answers
+            }));
+        }
+    }
+    let mut registrations: std::collections::HashMap<String, Vec<proto::PublishOutcome>> =
+        Default::default();
+    for task in tasks {
+        for a in task.await.unwrap() {
+            if a.message_id.starts_with("reg-") {
+                registrations
+                    .entry(a.message_id.clone())
+                    .or_default()
+                    .push(a);
+            } else {
+                assert_eq!(status_of(&a), proto::PublishStatus::Accepted, "{a:?}");
+            }
+        }
+    }
+    assert_eq!(registrations.len(), PEOPLE);
+    for (id, answers) in &registrations {
+        let accepted = answers
+            .iter()
+            .filter(|a| status_of(a) == proto::PublishStatus::Accepted)
+            .count();
+        assert_eq!(accepted, 1, "{id} accepted once: {answers:?}");
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.accepted_at == answers[0].accepted_at),
+            "{id}: every copy answers the acceptance: {answers:?}"
+        );
+    }
+    let delivered = inbox_all(&mut server.office(DESTINATION).await).await;
+    let mut unique: Vec<_> = delivered
+        .iter()
+        .map(|d| d.envelope.as_ref().unwrap().message_id.clone())
+        .collect();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(delivered.len(), PEOPLE * (1 + 2 * CLIENTS));
+    assert_eq!(unique.len(), delivered.len(), "each message delivered once");
+    replica.finish().await;
     server.finish().await;
 }
 
