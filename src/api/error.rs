@@ -71,6 +71,10 @@ impl From<ApiError> for Status {
                 tracing::warn!(error = %chain(&e), "database unavailable");
                 Status::unavailable("the database is unavailable; retry later")
             }
+            ApiError::Store(e @ StoreError::Contended(_)) => {
+                tracing::warn!(error = %chain(&e), "write contended after retries");
+                Status::aborted("a concurrent write conflicted with this one; retry")
+            }
             ApiError::Store(e) => {
                 tracing::error!(error = %chain(&e), "storage failure");
                 Status::internal("internal storage error")

@@ -1,14 +1,20 @@
-//! Group commit for publishes. Writers take turns anyway (feed sequence
-//! numbers follow commit order), so instead of queueing for the turn one
-//! request at a time, the publishes that arrive while one transaction is
-//! being written go together into the next: one commit (one fsync) for
-//! many single-message requests. A group waits at most a millisecond for
-//! as many requests as the last one held (the callers just answered
-//! usually send again at once), so a lone caller is written at once and
-//! busy callers are not split into a group of one and a group of the
-//! rest. Each caller is answered only after the transaction holding its
-//! messages has committed.
+//! Group commit for publishes. Writing a transaction costs round trips
+//! and a commit (an fsync) whatever its size, so instead of one transaction
+//! per request, the publishes that arrive while a group is being written go
+//! together into the next: one commit for many single-message requests. A
+//! group waits at most a millisecond for as many requests as the last one
+//! held (the callers just answered usually send again at once), so a lone
+//! caller is written at once and busy callers are not split into a group of
+//! one and a group of the rest.
+//!
+//! A large group is written as several transactions at once, split by case
+//! (`Store::writers`: one on SQLite, which has one writer anyway): they
+//! never wait for each other's cases, and a case's messages stay in order
+//! within one of them. Each caller is answered only after every
+//! transaction holding its messages has committed.
 
+use std::hash::{Hash, Hasher};
+use std::ops::Range;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -17,8 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Candidate, Outcome, Store, StoreError};
 use crate::domain::Policy;
 
-/// At most this many messages go into one transaction. A request is never
-/// split, so a group may pass it by one request's worth.
+/// At most this many messages go into one group. A request is never split
+/// between groups, so a group may pass it by one request's worth.
 const GROUP_MESSAGES: usize = 2_000;
 
 /// How long a group waits for the callers of the last group to come back
@@ -26,7 +32,7 @@ const GROUP_MESSAGES: usize = 2_000;
 /// timers tick in milliseconds; a write takes several.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// Requests waiting for the next write turn, beyond which callers wait.
+/// Requests waiting for the next group, beyond which callers wait.
 const WAITING: usize = 1_024;
 
 type Answer = Result<Vec<Outcome>, StoreError>;
@@ -94,57 +100,141 @@ async fn write_turns(
         }
         expected = group.len();
         let (requests, started) = (group.len(), std::time::Instant::now());
-        write_group(store.as_ref(), &policy, group).await;
+        let shards = write_group(&store, &policy, group).await;
         // How well commits are shared, for tuning (TWOPLACE_LOG=…intake=debug).
         tracing::debug!(
             requests,
             messages = size,
+            shards,
             micros = started.elapsed().as_micros() as u64,
             "wrote a group"
         );
     }
 }
 
-/// Writes a group in one transaction and answers each request with its own
-/// outcomes. If the transaction fails, each request is written again on
-/// its own, so that one request's failure is not another's.
-async fn write_group(store: &dyn Store, policy: &Policy, mut group: Vec<Request>) {
-    if group.len() == 1 {
-        let Request {
-            candidates,
-            now,
-            answer,
-        } = group.remove(0);
-        let _ = answer.send(store.publish(candidates, policy, now).await);
-        return;
-    }
+/// A request's place in its group.
+struct Caller {
+    /// Its messages, among the group's.
+    messages: Range<usize>,
+    now: OffsetDateTime,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// Part of a group, written in one transaction.
+#[derive(Default)]
+struct Shard {
+    candidates: Vec<Candidate>,
+    /// Where each came from among the group's messages, in order.
+    places: Vec<usize>,
+}
+
+/// Writes a group and answers each request with its own outcomes: one
+/// transaction per shard, side by side. If a shard's transaction fails,
+/// each request's part of it is written again on its own, so that one
+/// request's failure is not another's. Returns how many shards it wrote.
+async fn write_group(store: &Arc<dyn Store>, policy: &Arc<Policy>, group: Vec<Request>) -> usize {
     let now = group
         .iter()
         .map(|r| r.now)
         .max()
         .expect("a group is never empty");
-    let sizes: Vec<usize> = group.iter().map(|r| r.candidates.len()).collect();
-    // Copied, not moved: the store takes its batch by value, and a failed
-    // group is written again request by request.
-    let all: Vec<Candidate> = group
-        .iter()
-        .flat_map(|r| r.candidates.iter().cloned())
-        .collect();
-    match store.publish(all, policy, now).await {
-        Ok(outcomes) if outcomes.len() == sizes.iter().sum::<usize>() => {
-            let mut outcomes = outcomes.into_iter();
-            for (request, size) in group.into_iter().zip(sizes) {
-                let _ = request
-                    .answer
-                    .send(Ok(outcomes.by_ref().take(size).collect()));
-            }
+    let total: usize = group.iter().map(|r| r.candidates.len()).sum();
+    // Each part at least SIDE_BY_SIDE messages.
+    let count = store.writers().min(total / super::SIDE_BY_SIDE).max(1);
+    let mut shards: Vec<Shard> = (0..count).map(|_| Shard::default()).collect();
+    let mut callers = Vec::with_capacity(group.len());
+    let mut place = 0;
+    for r in group {
+        callers.push(Caller {
+            messages: place..place + r.candidates.len(),
+            now: r.now,
+            answer: r.answer,
+        });
+        for c in r.candidates {
+            let shard = &mut shards[shard_of(&c, count)];
+            shard.candidates.push(c);
+            shard.places.push(place);
+            place += 1;
         }
-        _ => {
-            for r in group {
-                let _ = r
-                    .answer
-                    .send(store.publish(r.candidates, policy, r.now).await);
+    }
+
+    let mut writing = tokio::task::JoinSet::new();
+    for shard in shards.into_iter().filter(|s| !s.candidates.is_empty()) {
+        let (store, policy) = (store.clone(), policy.clone());
+        writing.spawn(async move {
+            let written = store.publish(&shard.candidates, &policy, now).await;
+            (shard, written)
+        });
+    }
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; total];
+    // Per caller, the first error of a part written on its own.
+    let mut failed: Vec<Option<StoreError>> = callers.iter().map(|_| None).collect();
+    while let Some(joined) = writing.join_next().await {
+        let Ok((shard, written)) = joined else {
+            // A writer panicked: its callers get no outcome (below).
+            continue;
+        };
+        match written {
+            Ok(got) if got.len() == shard.places.len() => {
+                for (&place, outcome) in shard.places.iter().zip(got) {
+                    outcomes[place] = Some(outcome);
+                }
+            }
+            Err(e) if callers.len() == 1 => failed[0] = Some(e),
+            _ => {
+                for (i, caller) in callers.iter().enumerate() {
+                    // The caller's messages in this shard are contiguous:
+                    // both are in group order.
+                    let from = shard.places.partition_point(|&p| p < caller.messages.start);
+                    let to = shard.places.partition_point(|&p| p < caller.messages.end);
+                    if from == to {
+                        continue;
+                    }
+                    match store
+                        .publish(&shard.candidates[from..to], policy.as_ref(), caller.now)
+                        .await
+                    {
+                        Ok(got) if got.len() == to - from => {
+                            for (&place, outcome) in shard.places[from..to].iter().zip(got) {
+                                outcomes[place] = Some(outcome);
+                            }
+                        }
+                        Ok(_) => {
+                            failed[i].get_or_insert(super::sql::corrupt("outcomes miscounted"));
+                        }
+                        Err(e) => {
+                            failed[i].get_or_insert(e);
+                        }
+                    }
+                }
             }
         }
     }
+    for (caller, failed) in callers.into_iter().zip(failed) {
+        let answer = match failed {
+            Some(e) => Err(e),
+            None => caller
+                .messages
+                .map(|p| {
+                    outcomes[p]
+                        .take()
+                        .ok_or_else(|| super::sql::corrupt("a message without an outcome"))
+                })
+                .collect(),
+        };
+        let _ = caller.answer.send(answer);
+    }
+    count
+}
+
+/// Which shard writes a message: by its case, so that shards never share
+/// a case and a case's messages keep their order.
+fn shard_of(c: &Candidate, shards: usize) -> usize {
+    if shards == 1 {
+        return 0;
+    }
+    let mut hasher = std::hash::DefaultHasher::new();
+    c.message.case.resident.as_str().hash(&mut hasher);
+    c.message.case.origin.as_str().hash(&mut hasher);
+    (hasher.finish() % shards as u64) as usize
 }

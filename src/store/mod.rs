@@ -21,6 +21,12 @@ use crate::domain::kpi::SideStats;
 use crate::domain::reconcile::{Findings, ObligationKind, ObligationState};
 use crate::domain::{Message, Policy, RegionCode, Violation};
 
+/// Batches of at least this many messages are worth writing side by side
+/// (the intake splits large groups into such batches): below it, a
+/// transaction's fixed cost (round trips, a commit) outweighs it, and a
+/// publishing transaction takes the feed's turn from the start.
+pub(crate) const SIDE_BY_SIDE: usize = 100;
+
 /// The sender of what the exchange itself sends (reminders).
 pub const SYSTEM_SENDER: &str = "twoplace";
 
@@ -39,6 +45,11 @@ pub enum StoreError {
     Unavailable(#[source] sqlx::Error),
     #[error("database error")]
     Database(#[source] sqlx::Error),
+    /// Another transaction wrote what this one was about to (one message
+    /// id sent for two cases at once), or PostgreSQL broke a deadlock:
+    /// written again, it succeeds.
+    #[error("a concurrent write got there first")]
+    Contended(#[source] Option<sqlx::Error>),
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is unreadable: {0}")]
@@ -57,6 +68,12 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            // Deadlock detected; serialization failure.
+            sqlx::Error::Database(ref d)
+                if d.code().is_some_and(|c| c == "40P01" || c == "40001") =>
+            {
+                StoreError::Contended(Some(e))
+            }
             e => StoreError::Database(e),
         }
     }
@@ -221,10 +238,11 @@ pub struct MessageRef {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies and stores a batch in one transaction, one outcome per
-    /// candidate in order. Returns only after commit.
+    /// candidate in order. Returns only after commit. Written again if a
+    /// concurrent transaction got there first.
     async fn publish(
         &self,
-        batch: Vec<Candidate>,
+        batch: &[Candidate],
         policy: &Policy,
         now: OffsetDateTime,
     ) -> Result<Vec<Outcome>, StoreError>;
@@ -326,6 +344,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Connections open and idle in the pool.
     fn pool_use(&self) -> (u32, u32);
+
+    /// How many publishing transactions are worth running at once.
+    fn writers(&self) -> usize;
 
     /// Fills the backlog tallies from the stored rows if they have never
     /// been (a database from before tallies existed); the number of

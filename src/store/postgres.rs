@@ -38,30 +38,94 @@ impl PgStore {
         Ok(Self { pool })
     }
 
+    /// A turn that excludes every other writer (sweeper, acknowledgements,
+    /// tally counts): publishers hold the writers' lock shared, this holds
+    /// it exclusively, and then the feed's turn. One round trip.
     async fn begin_write(&self) -> Result<((), Transaction<'static, sqlx::Postgres>), sqlx::Error> {
-        // Sequence numbers are handed out in commit order only if writers
-        // take turns; the lock is released at commit or rollback. One round
-        // trip for both statements.
         Ok(((), self.pool.begin_with(BEGIN_WRITE).await?))
     }
 
-    /// A write turn for publishing. Its statements and the foreign-key
-    /// checks of every row it inserts are the same few plans each time:
-    /// replanning them (the pool's `force_custom_plan`, meant for the
-    /// sweeper's and the dashboards' reads) was a fifth of PostgreSQL's time
-    /// during ingest.
+    /// A publishing transaction, which runs beside other publishers,
+    /// holding the locks of the cases it may write: by a hash of their keys,
+    /// taken in one sorted pass, so publishers sharing a case (even one
+    /// neither has created yet) wait for each other and never deadlock.
+    /// One lock per case, held to commit, in PostgreSQL's shared lock table
+    /// (`max_locks_per_transaction` × connections entries; a group is at
+    /// most a few thousand cases). Its statements are the same few plans
+    /// each time: replanning them (the pool's `force_custom_plan`, meant for
+    /// the sweeper's and the dashboards' reads) was a fifth of PostgreSQL's
+    /// time during ingest. With `feed_turn`, the feed's turn too. One round
+    /// trip for all of it.
     async fn begin_publish(
         &self,
+        cases: &[&crate::domain::CaseKey],
+        feed_turn: bool,
     ) -> Result<((), Transaction<'static, sqlx::Postgres>), sqlx::Error> {
-        Ok(((), self.pool.begin_with(BEGIN_PUBLISH).await?))
+        use std::fmt::Write as _;
+        let mut locks: Vec<i32> = cases.iter().map(|k| case_lock(k)).collect();
+        locks.sort_unstable();
+        locks.dedup();
+        // Numbers only, so written into the text: the simple protocol that
+        // BEGIN goes by has no parameters. The aggregate takes the locks in
+        // the array's order.
+        let mut begin = String::from(BEGIN_PUBLISH);
+        begin.push_str("; SELECT count(pg_advisory_xact_lock(1953523831, k)) FROM unnest('{");
+        for (i, lock) in locks.iter().enumerate() {
+            let comma = if i == 0 { "" } else { "," };
+            let _ = write!(begin, "{comma}{lock}");
+        }
+        begin.push_str("}'::int4[]) AS k");
+        if feed_turn {
+            // After the cases' locks, as every publisher takes them.
+            begin.push_str("; ");
+            begin.push_str(FEED_TURN);
+        }
+        Ok(((), self.pool.begin_with(sqlx::AssertSqlSafe(begin)).await?))
     }
+
+    /// Waits for the feed's turn, held to commit: deliveries get their
+    /// sequence numbers in commit order, and the tallies (read, merged and
+    /// written) are written by one transaction at a time.
+    async fn take_feed_turn(
+        tx: &mut Transaction<'static, sqlx::Postgres>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(FEED_TURN).execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    /// Publishing transactions worth running at once: one loads and
+    /// reconciles while another writes (measured in BENCHMARKS.md).
+    const WRITERS: usize = 2;
+
+    /// Batches smaller than this take the feed's turn at `BEGIN`.
+    const FEED_TURN_AT_BEGIN_BELOW: usize = super::SIDE_BY_SIDE;
 }
 
-// 8392298959273550693 = 0x7477_6f70_6c61_6365, "twoplace": arbitrary but
-// fixed, the advisory lock that orders writing transactions across every
-// server on the database.
-const BEGIN_WRITE: &str = "BEGIN; SELECT pg_advisory_xact_lock(8392298959273550693)";
+// 0x7477_6f70_6c61_6365 is "twoplace": arbitrary but fixed advisory lock
+// keys, shared by every server on the database. The first (the writers'
+// lock) was, before publishers ran side by side, the one lock every writing
+// transaction held exclusively; an older server still excludes publishers
+// with it.
+const BEGIN_WRITE: &str = "BEGIN; SELECT pg_advisory_xact_lock(8392298959273550693); \
+                           SELECT pg_advisory_xact_lock(8392298959273550694)";
 const BEGIN_PUBLISH: &str = "BEGIN; SET LOCAL plan_cache_mode = auto; \
-                             SELECT pg_advisory_xact_lock(8392298959273550693)";
+                             SELECT pg_advisory_xact_lock_shared(8392298959273550693)";
+const FEED_TURN: &str = "SELECT pg_advisory_xact_lock(8392298959273550694)";
+
+/// A case's lock: FNV-1a of its key, the same in every server and version
+/// (two cases sharing a lock only wait for each other).
+fn case_lock(key: &crate::domain::CaseKey) -> i32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    let bytes = key
+        .resident
+        .as_str()
+        .bytes()
+        .chain([0])
+        .chain(key.origin.as_str().bytes());
+    for b in bytes {
+        hash = (hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    hash as i32
+}
 
 sql_store!(PgStore, sqlx::Postgres);

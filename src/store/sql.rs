@@ -1,13 +1,18 @@
 //! The SQL both backends run, written once. `sql_store!` implements
-//! [`Store`](super::Store) for a backend type that provides `pool` and
-//! `begin_write` and `begin_publish` (how that backend serialises
-//! writers).
+//! [`Store`](super::Store) for a backend type that provides `pool`,
+//! `begin_write`, `begin_publish` (with the cases' locks), `take_feed_turn`,
+//! `WRITERS` and `FEED_TURN_AT_BEGIN_BELOW` (how that backend orders writers).
 //!
-//! Writers are serialised on purpose: deliveries get their sequence numbers
-//! in commit order, so a reader that has seen delivery N has seen every
-//! delivery before N — a feed cursor can never skip a row that commits late.
-//! The same turn-taking makes each reminder and each re-reconciliation
-//! happen once, whichever server's sweeper gets there first.
+//! Publishing transactions may run side by side (on PostgreSQL): each locks
+//! the cases it touches before loading them, so two never reconcile the
+//! same case at once, and takes the feed's turn only to
+//! deliver and commit. Deliveries thus get their sequence numbers in commit
+//! order: a reader that has seen delivery N has seen every delivery before
+//! N, and a feed cursor can never skip a row that commits late. The tallies
+//! are written in that turn too. Every other writer (the sweeper,
+//! acknowledgements, counting tallies) excludes publishers and takes the
+//! feed's turn: each reminder and each re-reconciliation happens once,
+//! whichever server's sweeper gets there first.
 
 use std::collections::HashMap;
 
@@ -775,9 +780,9 @@ macro_rules! sql_store {
             }
 
             /// Adds a transaction's changes to the stored tallies: one
-            /// statement per table and thousand rows, in key order (so
-            /// concurrent writers cannot deadlock). Reply histograms merge in
-            /// Rust: writers take turns, so reading then writing is safe.
+            /// statement per table and thousand rows, in key order. Reply
+            /// histograms merge in Rust: tallies are written only in the
+            /// feed's turn, so reading then writing is safe.
             async fn write_tallies(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 tallies: $crate::domain::tally::Tallies,
@@ -1009,23 +1014,17 @@ macro_rules! sql_store {
                 Ok(tallies.settled())
             }
 
-            /// Stores messages and delivers them, with a RECEIPT obligation
-            /// (due, escalates) per recipient that owes one, added to
-            /// `obligations`: one statement per table and few hundred rows.
-            /// Returns each message's row id, or None where (sender,
-            /// message id) was already taken. Deliveries are numbered in the
-            /// order of `messages`.
+            /// Stores messages: one statement per few hundred rows. Returns
+            /// each message's row id, or None where (sender, message id) was
+            /// already taken.
             async fn insert_messages(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 messages: &[$crate::store::sql::NewMessage],
                 now_us: i64,
-                tallies: &mut $crate::domain::tally::Tallies,
-                obligations: &mut Vec<$crate::store::sql::NewObligation>,
             ) -> Result<Vec<Option<i64>>, $crate::store::StoreError> {
                 use sqlx::Row as _;
                 use std::collections::HashMap;
                 use $crate::store::rows::{PushRows, Rows};
-                use $crate::store::sql::{NewObligation, ObligationColumns};
 
                 let mut rows: HashMap<(String, String), i64> = HashMap::with_capacity(messages.len());
                 for chunk in messages.chunks(<$db as PushRows>::rows_per_statement(10)) {
@@ -1057,16 +1056,35 @@ macro_rules! sql_store {
                         rows.insert((row.try_get("sender")?, row.try_get("message_id")?), row.try_get("id")?);
                     }
                 }
-                let ids: Vec<Option<i64>> = messages
+                Ok(messages
                     .iter()
                     .map(|m| rows.get(&(m.sender.clone(), m.message_id.clone())).copied())
-                    .collect();
+                    .collect())
+            }
+
+            /// Delivers stored messages (`ids` as `insert_messages` gave
+            /// them), with a RECEIPT obligation (due, escalates) per
+            /// recipient that owes one, added to `obligations`. Deliveries
+            /// are numbered in the order of `messages`; the caller holds the
+            /// feed's turn.
+            async fn deliver(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                messages: &[$crate::store::sql::NewMessage],
+                ids: &[Option<i64>],
+                now_us: i64,
+                tallies: &mut $crate::domain::tally::Tallies,
+                obligations: &mut Vec<$crate::store::sql::NewObligation>,
+            ) -> Result<(), $crate::store::StoreError> {
+                use sqlx::Row as _;
+                use std::collections::HashMap;
+                use $crate::store::rows::{PushRows, Rows};
+                use $crate::store::sql::{NewObligation, ObligationColumns};
                 // (message row, recipient, its receipt, the message) in
                 // message order.
                 type Delivery<'m> = (i64, &'m str, Option<(i64, i64)>, &'m $crate::store::sql::NewMessage);
                 let deliveries: Vec<Delivery> = messages
                     .iter()
-                    .zip(&ids)
+                    .zip(ids)
                     .filter_map(|(m, id)| id.map(|id| (id, m)))
                     .flat_map(|(id, m)| {
                         m.recipients.iter().map(move |(r, receipt)| (id, r.as_str(), *receipt, m))
@@ -1114,7 +1132,7 @@ macro_rules! sql_store {
                         delivery: Some(seq),
                     });
                 }
-                Ok(ids)
+                Ok(())
             }
 
             /// Inserts obligations.
@@ -1143,7 +1161,9 @@ macro_rules! sql_store {
             }
 
             /// Inserts the rows of the cases first seen in this batch, as
-            /// reconciled, and gives each work item its id.
+            /// reconciled, and gives each work item its id. A case inserted
+            /// meanwhile by another transaction (the case locks leave none)
+            /// makes this one `Contended`: written again, it loads the case.
             async fn insert_cases(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 cases: &mut std::collections::HashMap<(String, String), $crate::store::sql::CaseWork>,
@@ -1159,6 +1179,7 @@ macro_rules! sql_store {
                         }
                     }
                 }
+                let mut inserted = 0;
                 for chunk in new.chunks(<$db as PushRows>::rows_per_statement(11)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO cases (resident_id, origin, destination, status, state, findings, \
@@ -1174,8 +1195,12 @@ macro_rules! sql_store {
                             .int(chunk.iter().map(|_| now_us))
                             .int(chunk.iter().map(|_| now_us)),
                     );
-                    q.push(" RETURNING id, resident_id, origin");
+                    q.push(
+                        " WHERE true ON CONFLICT (resident_id, origin) DO NOTHING \
+                         RETURNING id, resident_id, origin",
+                    );
                     for row in q.build().fetch_all(&mut **tx).await? {
+                        inserted += 1;
                         let key: (String, String) = (row.try_get("resident_id")?, row.try_get("origin")?);
                         let work = cases
                             .get_mut(&key)
@@ -1184,16 +1209,16 @@ macro_rules! sql_store {
                         work.inserted = true;
                     }
                 }
+                if inserted < new.len() {
+                    return Err($crate::store::StoreError::Contended(None));
+                }
                 Ok(())
             }
-        }
 
-        #[async_trait::async_trait]
-        impl $crate::store::Store for $store {
-            #[tracing::instrument(skip_all, fields(batch = batch.len()))]
-            async fn publish(
+            /// One attempt at `Store::publish`.
+            async fn publish_once(
                 &self,
-                batch: Vec<$crate::store::Candidate>,
+                batch: &[$crate::store::Candidate],
                 policy: &$crate::domain::Policy,
                 now: time::OffsetDateTime,
             ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
@@ -1206,7 +1231,6 @@ macro_rules! sql_store {
                 use $crate::store::sql::corrupt;
                 use $crate::store::{Outcome, StoreError, from_us, to_us};
 
-                let (_guard, mut tx) = self.begin_publish().await?;
                 let mut tallies = $crate::domain::tally::Tallies::default();
                 let now_us = to_us(now);
                 // What is stored, to the microsecond: a duplicate later
@@ -1216,6 +1240,16 @@ macro_rules! sql_store {
                 let id_key = |m: &$crate::domain::Message| -> Key {
                     (m.sender.as_str().to_string(), m.id.as_str().to_string())
                 };
+
+                // Every case the batch touches, locked and then loaded at
+                // once: a message id is taken (or not) for good once its
+                // case is ours.
+                let keys: Vec<&$crate::domain::CaseKey> = batch.iter().map(|c| &c.message.case).collect();
+                // A small batch runs beside no other and takes the feed's
+                // turn at once; a large one writes its cases' rows first.
+                let feed_held = batch.len() < Self::FEED_TURN_AT_BEGIN_BELOW;
+                let (_guard, mut tx) = self.begin_publish(&keys, feed_held).await?;
+                let mut cases = Self::load_cases(&mut tx, &keys, policy, at).await?;
 
                 // The batch's ids already taken: (hash, accepted_us).
                 let mut taken: std::collections::HashMap<Key, (Vec<u8>, i64)> =
@@ -1239,13 +1273,6 @@ macro_rules! sql_store {
                         );
                     }
                 }
-                // Every case the new messages touch, loaded at once.
-                let keys: Vec<&$crate::domain::CaseKey> = batch
-                    .iter()
-                    .filter(|c| !taken.contains_key(&id_key(&c.message)))
-                    .map(|c| &c.message.case)
-                    .collect();
-                let mut cases = Self::load_cases(&mut tx, &keys, policy, at).await?;
 
                 // Accepted in this batch: (sender, id) → its place in `new`
                 // and its kind.
@@ -1370,19 +1397,19 @@ macro_rules! sql_store {
                             case_id: 0,
                             sender: msg.sender.as_str().to_string(),
                             message_id: msg.id.as_str().to_string(),
-                            content_hash: c.content_hash,
+                            content_hash: c.content_hash.clone(),
                             kind: kind.as_str(),
                             recipients,
-                            envelope: c.envelope,
+                            envelope: c.envelope.clone(),
                             body,
                         },
                     ));
                     outcomes.push(Outcome::Accepted { at });
                 }
 
-                // Rows: new cases (their messages refer to them), messages
-                // and deliveries, then each case's reconciliation, then every
-                // new obligation at once.
+                // Rows: new cases (their messages refer to them), messages,
+                // each case's reconciliation; then, in the feed's turn,
+                // deliveries with their receipts, and the tallies.
                 Self::insert_cases(&mut tx, &mut cases, now_us).await?;
                 let mut messages = Vec::with_capacity(new.len());
                 for (case_key, mut m) in new {
@@ -1392,25 +1419,55 @@ macro_rules! sql_store {
                         .ok_or_else(|| corrupt("a message of a case without a row"))?;
                     messages.push(m);
                 }
-                let mut changes = $crate::store::sql::CaseChanges::default();
-                let ids = Self::insert_messages(
-                    &mut tx,
-                    &messages,
-                    now_us,
-                    &mut tallies,
-                    &mut changes.new_obligations,
-                )
-                .await?;
+                let ids = Self::insert_messages(&mut tx, &messages, now_us).await?;
                 if ids.iter().any(Option::is_none) {
-                    return Err(corrupt("a message id taken within the write turn"));
+                    // Taken meanwhile by a publisher of another case.
+                    return Err(StoreError::Contended(None));
                 }
+                let mut changes = $crate::store::sql::CaseChanges::default();
                 for work in cases.values().filter(|w| w.dirty) {
                     work.changes(now_us, &mut tallies, &mut changes)?;
                 }
-                Self::write_changes(&mut tx, &changes, now_us).await?;
+                if feed_held {
+                    // Receipts with the cases' new obligations: one statement.
+                    Self::deliver(&mut tx, &messages, &ids, now_us, &mut tallies, &mut changes.new_obligations)
+                        .await?;
+                    Self::write_changes(&mut tx, &changes, now_us).await?;
+                } else {
+                    Self::write_changes(&mut tx, &changes, now_us).await?;
+                    Self::take_feed_turn(&mut tx).await?;
+                    let mut receipts = Vec::new();
+                    Self::deliver(&mut tx, &messages, &ids, now_us, &mut tallies, &mut receipts).await?;
+                    Self::insert_obligations(&mut tx, &receipts).await?;
+                }
                 Self::write_tallies(&mut tx, tallies).await?;
                 tx.commit().await?;
                 Ok(outcomes)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            #[tracing::instrument(skip_all, fields(batch = batch.len()))]
+            async fn publish(
+                &self,
+                batch: &[$crate::store::Candidate],
+                policy: &$crate::domain::Policy,
+                now: time::OffsetDateTime,
+            ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
+                // Rarely more than once: the case locks keep publishers of
+                // the same case apart, so only one message id taken for two
+                // cases at once, or a deadlock PostgreSQL broke, lands here.
+                let mut tries = 1;
+                loop {
+                    match self.publish_once(batch, policy, now).await {
+                        Err($crate::store::StoreError::Contended(e)) if tries < 5 => {
+                            tracing::debug!(tries, error = ?e, "publish contended, writing it again");
+                            tries += 1;
+                        }
+                        done => return done,
+                    }
+                }
             }
 
             #[tracing::instrument(skip_all)]
@@ -1492,26 +1549,20 @@ macro_rules! sql_store {
                         };
                         let bytes = envelope(&due);
                         let hash = ring::digest::digest(&ring::digest::SHA256, &bytes);
-                        let inserted = Self::insert_messages(
-                            &mut tx,
-                            &[$crate::store::sql::NewMessage {
-                                case_id: row.try_get("case_id")?,
-                                sender: SYSTEM_SENDER.to_string(),
-                                message_id: due.message_id.clone(),
-                                content_hash: hash.as_ref().to_vec(),
-                                kind: "REMINDER",
-                                recipients: vec![(due.debtor.clone(), None)],
-                                envelope: bytes,
-                                body: "{\"Reminder\":{\"about\":null}}".into(),
-                            }],
-                            now_us,
-                            &mut tallies,
-                            // Reminders are owed no receipt.
-                            &mut Vec::new(),
-                        )
-                        .await?
-                        .pop()
-                        .flatten();
+                        let reminder = [$crate::store::sql::NewMessage {
+                            case_id: row.try_get("case_id")?,
+                            sender: SYSTEM_SENDER.to_string(),
+                            message_id: due.message_id.clone(),
+                            content_hash: hash.as_ref().to_vec(),
+                            kind: "REMINDER",
+                            recipients: vec![(due.debtor.clone(), None)],
+                            envelope: bytes,
+                            body: "{\"Reminder\":{\"about\":null}}".into(),
+                        }];
+                        let ids = Self::insert_messages(&mut tx, &reminder, now_us).await?;
+                        // Reminders are owed no receipt.
+                        Self::deliver(&mut tx, &reminder, &ids, now_us, &mut tallies, &mut Vec::new()).await?;
+                        let inserted = ids.first().copied().flatten();
                         let column = if escalated {
                             "reminded_escalated_us"
                         } else {
@@ -2126,6 +2177,10 @@ macro_rules! sql_store {
 
             fn pool_use(&self) -> (u32, u32) {
                 (self.pool.size(), self.pool.num_idle() as u32)
+            }
+
+            fn writers(&self) -> usize {
+                Self::WRITERS
             }
         }
     };

@@ -65,12 +65,28 @@ impl SqliteStore {
         Ok((guard, tx))
     }
 
-    /// SQLite has no per-transaction planning settings to change.
+    /// SQLite has no per-transaction planning settings to change, and
+    /// the write lock covers every case and is the feed's turn.
     async fn begin_publish(
         &self,
+        _cases: &[&crate::domain::CaseKey],
+        _feed_turn: bool,
     ) -> Result<(MutexGuard<'_, ()>, Transaction<'static, sqlx::Sqlite>), sqlx::Error> {
         self.begin_write().await
     }
+
+    /// The whole transaction is the feed's turn already.
+    async fn take_feed_turn(
+        _tx: &mut Transaction<'static, sqlx::Sqlite>,
+    ) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    /// One writer at a time, whatever we do.
+    const WRITERS: usize = 1;
+
+    /// The whole transaction is the feed's turn, whatever its size.
+    const FEED_TURN_AT_BEGIN_BELOW: usize = usize::MAX;
 }
 
 sql_store!(SqliteStore, sqlx::Sqlite);
