@@ -93,8 +93,9 @@ impl PgStore {
         Ok(())
     }
 
-    /// Publishing transactions worth running at once: one loads and
-    /// reconciles while another writes (measured in BENCHMARKS.md).
+    /// Transactions a large group of publishes is split into, by case:
+    /// on two cores, one loads, reconciles and writes its cases while the
+    /// other has the feed's turn (BENCHMARKS.md, fifth round).
     const WRITERS: usize = 2;
 
     /// Batches smaller than this take the feed's turn at `BEGIN`.

@@ -1245,8 +1245,9 @@ macro_rules! sql_store {
                 // once: a message id is taken (or not) for good once its
                 // case is ours.
                 let keys: Vec<&$crate::domain::CaseKey> = batch.iter().map(|c| &c.message.case).collect();
-                // A small batch runs beside no other and takes the feed's
-                // turn at once; a large one writes its cases' rows first.
+                // A small batch gains little from writing beside others and
+                // takes the feed's turn at once (no extra round trip); a
+                // large one writes its cases' rows first.
                 let feed_held = batch.len() < Self::FEED_TURN_AT_BEGIN_BELOW;
                 let (_guard, mut tx) = self.begin_publish(&keys, feed_held).await?;
                 let mut cases = Self::load_cases(&mut tx, &keys, policy, at).await?;
