@@ -183,28 +183,9 @@ async fn write_group(store: &Arc<dyn Store>, policy: &Arc<Policy>, group: Vec<Re
             Err(e) if callers.len() == 1 => failed[0] = Some(e),
             _ => {
                 for (i, caller) in callers.iter().enumerate() {
-                    // The caller's messages in this shard are contiguous:
-                    // both are in group order.
-                    let from = shard.places.partition_point(|&p| p < caller.messages.start);
-                    let to = shard.places.partition_point(|&p| p < caller.messages.end);
-                    if from == to {
-                        continue;
-                    }
-                    match store
-                        .publish(&shard.candidates[from..to], policy.as_ref(), caller.now)
-                        .await
+                    if let Err(e) = write_alone(store, policy, &shard, caller, &mut outcomes).await
                     {
-                        Ok(got) if got.len() == to - from => {
-                            for (&place, outcome) in shard.places[from..to].iter().zip(got) {
-                                outcomes[place] = Some(outcome);
-                            }
-                        }
-                        Ok(_) => {
-                            failed[i].get_or_insert(super::sql::corrupt("outcomes miscounted"));
-                        }
-                        Err(e) => {
-                            failed[i].get_or_insert(e);
-                        }
+                        failed[i].get_or_insert(e);
                     }
                 }
             }
@@ -225,6 +206,34 @@ async fn write_group(store: &Arc<dyn Store>, policy: &Arc<Policy>, group: Vec<Re
         let _ = caller.answer.send(answer);
     }
     count
+}
+
+/// Writes a caller's part of a shard in a transaction of its own, and
+/// puts its outcomes in their places.
+async fn write_alone(
+    store: &Arc<dyn Store>,
+    policy: &Policy,
+    shard: &Shard,
+    caller: &Caller,
+    outcomes: &mut [Option<Outcome>],
+) -> Result<(), StoreError> {
+    // The caller's messages in this shard are contiguous: both are in group
+    // order.
+    let from = shard.places.partition_point(|&p| p < caller.messages.start);
+    let to = shard.places.partition_point(|&p| p < caller.messages.end);
+    if from == to {
+        return Ok(());
+    }
+    let got = store
+        .publish(&shard.candidates[from..to], policy, caller.now)
+        .await?;
+    if got.len() != to - from {
+        return Err(super::sql::corrupt("outcomes miscounted"));
+    }
+    for (&place, outcome) in shard.places[from..to].iter().zip(got) {
+        outcomes[place] = Some(outcome);
+    }
+    Ok(())
 }
 
 /// Which shard writes a message: by its case, so that shards never share

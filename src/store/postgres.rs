@@ -61,20 +61,18 @@ impl PgStore {
         cases: &[&crate::domain::CaseKey],
         feed_turn: bool,
     ) -> Result<((), Transaction<'static, sqlx::Postgres>), sqlx::Error> {
-        use std::fmt::Write as _;
         let mut locks: Vec<i32> = cases.iter().map(|k| case_lock(k)).collect();
         locks.sort_unstable();
         locks.dedup();
         // Numbers only, so written into the text: the simple protocol that
         // BEGIN goes by has no parameters. The aggregate takes the locks in
         // the array's order.
-        let mut begin = String::from(BEGIN_PUBLISH);
-        begin.push_str("; SELECT count(pg_advisory_xact_lock(1953523831, k)) FROM unnest('{");
-        for (i, lock) in locks.iter().enumerate() {
-            let comma = if i == 0 { "" } else { "," };
-            let _ = write!(begin, "{comma}{lock}");
-        }
-        begin.push_str("}'::int4[]) AS k");
+        let locks: Vec<String> = locks.iter().map(i32::to_string).collect();
+        let mut begin = format!(
+            "{BEGIN_PUBLISH}; SELECT count(pg_advisory_xact_lock(1953523831, k)) \
+             FROM unnest('{{{}}}'::int4[]) AS k",
+            locks.join(",")
+        );
         if feed_turn {
             // After the cases' locks, as every publisher takes them.
             begin.push_str("; ");
@@ -97,9 +95,6 @@ impl PgStore {
     /// on two cores, one loads, reconciles and writes its cases while the
     /// other has the feed's turn (BENCHMARKS.md, fifth round).
     const WRITERS: usize = 2;
-
-    /// Batches smaller than this take the feed's turn at `BEGIN`.
-    const FEED_TURN_AT_BEGIN_BELOW: usize = super::SIDE_BY_SIDE;
 }
 
 // 0x7477_6f70_6c61_6365 is "twoplace": arbitrary but fixed advisory lock

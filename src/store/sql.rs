@@ -1,7 +1,7 @@
 //! The SQL both backends run, written once. `sql_store!` implements
 //! [`Store`](super::Store) for a backend type that provides `pool`,
-//! `begin_write`, `begin_publish` (with the cases' locks), `take_feed_turn`,
-//! `WRITERS` and `FEED_TURN_AT_BEGIN_BELOW` (how that backend orders writers).
+//! `begin_write`, `begin_publish` (with the cases' locks), `take_feed_turn`
+//! and `WRITERS` (how that backend orders writers).
 //!
 //! Publishing transactions may run side by side (on PostgreSQL): each locks
 //! the cases it touches before loading them, so two never reconcile the
@@ -1245,10 +1245,10 @@ macro_rules! sql_store {
                 // once: a message id is taken (or not) for good once its
                 // case is ours.
                 let keys: Vec<&$crate::domain::CaseKey> = batch.iter().map(|c| &c.message.case).collect();
-                // A small batch gains little from writing beside others and
-                // takes the feed's turn at once (no extra round trip); a
-                // large one writes its cases' rows first.
-                let feed_held = batch.len() < Self::FEED_TURN_AT_BEGIN_BELOW;
+                // A small batch gains little from writing beside others, and
+                // one writer has no others: the feed's turn at once (no extra
+                // round trip). A large one writes its cases' rows first.
+                let feed_held = Self::WRITERS == 1 || batch.len() < $crate::store::SIDE_BY_SIDE;
                 let (_guard, mut tx) = self.begin_publish(&keys, feed_held).await?;
                 let mut cases = Self::load_cases(&mut tx, &keys, policy, at).await?;
 

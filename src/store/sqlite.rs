@@ -84,9 +84,6 @@ impl SqliteStore {
 
     /// One writer at a time, whatever we do.
     const WRITERS: usize = 1;
-
-    /// The whole transaction is the feed's turn, whatever its size.
-    const FEED_TURN_AT_BEGIN_BELOW: usize = usize::MAX;
 }
 
 sql_store!(SqliteStore, sqlx::Sqlite);
