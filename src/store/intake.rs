@@ -7,11 +7,15 @@
 //! caller is written at once and busy callers are not split into a group of
 //! one and a group of the rest.
 //!
-//! A large group is written as several transactions at once, split by case
-//! (`Store::writers`: one on SQLite, which has one writer anyway): they
-//! never wait for each other's cases, and a case's messages stay in order
-//! within one of them. Each caller is answered only after every
-//! transaction holding its messages has committed.
+//! Up to `Store::writers` groups are written at once (one on SQLite, which
+//! has one writer anyway; two on PostgreSQL): while one waits for the
+//! database, the next forms and starts. A large group is also written as
+//! several transactions at once, split by case: they never wait for each
+//! other's cases, and a case's messages stay in order within one of them.
+//! Each caller is answered only after every transaction holding its
+//! messages has committed. Requests in different groups have no order
+//! between them, as two concurrent requests never had: the store's case
+//! locks and feed's turn keep each case and the feeds consistent.
 
 use std::hash::{Hash, Hasher};
 use std::ops::Range;
@@ -82,7 +86,16 @@ async fn write_turns(
     // Requests in the last group: callers answered together tend to come
     // back together, so the next group waits briefly for as many.
     let mut expected = 1;
-    while let Some(first) = waiting.recv().await {
+    // Groups being written at once (above).
+    let turns = Arc::new(tokio::sync::Semaphore::new(store.writers()));
+    let mut writing = tokio::task::JoinSet::new();
+    loop {
+        let Ok(turn) = turns.clone().acquire_owned().await else {
+            break;
+        };
+        let Some(first) = waiting.recv().await else {
+            break;
+        };
         let mut size = first.candidates.len();
         let mut group = vec![first];
         let lingering_until = tokio::time::Instant::now() + LINGER;
@@ -99,17 +112,23 @@ async fn write_turns(
             group.push(next);
         }
         expected = group.len();
-        let (requests, started) = (group.len(), std::time::Instant::now());
-        let shards = write_group(&store, &policy, group).await;
-        // How well commits are shared, for tuning (TWOPLACE_LOG=…intake=debug).
-        tracing::debug!(
-            requests,
-            messages = size,
-            shards,
-            micros = started.elapsed().as_micros() as u64,
-            "wrote a group"
-        );
+        let (store, policy) = (store.clone(), policy.clone());
+        writing.spawn(async move {
+            let (requests, started) = (group.len(), std::time::Instant::now());
+            let shards = write_group(&store, &policy, group).await;
+            drop(turn);
+            // How well commits are shared, for tuning (TWOPLACE_LOG=…intake=debug).
+            tracing::debug!(
+                requests,
+                messages = size,
+                shards,
+                micros = started.elapsed().as_micros() as u64,
+                "wrote a group"
+            );
+        });
+        while writing.try_join_next().is_some() {}
     }
+    while writing.join_next().await.is_some() {}
 }
 
 /// A request's place in its group.
