@@ -27,6 +27,7 @@ backend_tests!(
     connections_without_a_client_certificate_are_refused,
     shutdown_ends_live_feeds_cleanly,
     concurrent_publishers_are_delivered_once_in_commit_order,
+    deliveries_are_numbered_only_in_the_feeds_turn,
     concurrent_single_publishes_are_each_answered_as_alone,
     two_servers_publishing_the_same_new_cases_agree,
     health_and_reflection_are_served,
@@ -982,6 +983,65 @@ async fn concurrent_single_publishes_are_each_answered_as_alone(backend: Backend
         1 + CLIENTS * 4,
         "each message delivered once"
     );
+    server.finish().await;
+}
+
+/// Where publishers write side by side (PostgreSQL), a publish numbers its
+/// deliveries only in the feed's turn, so numbers follow commit order. The
+/// race above shows it only when a commit happens to be late; this holds the
+/// turn from another session and looks: the publish waits, numbering
+/// nothing, and goes on once the turn is free.
+async fn deliveries_are_numbered_only_in_the_feeds_turn(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let url = server.database_url().to_string();
+    if !url.starts_with("postgres") {
+        // SQLite's write lock is the turn, for the whole transaction.
+        server.finish().await;
+        return;
+    }
+    let id = resident("34150219850615012");
+    let mut origin = server.office(ORIGIN).await;
+    accepted(&publish(&mut origin, vec![registration("reg-1", DESTINATION, &id)]).await);
+
+    use sqlx::Connection as _;
+    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+    const NUMBERED: &str = "SELECT last_value FROM deliveries_seq_seq";
+    let before: i64 = sqlx::query_scalar(NUMBERED)
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    // The feed's turn: a fixed advisory lock key every server shares.
+    sqlx::query("SELECT pg_advisory_lock(8392298959273550694)")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let publishing = tokio::spawn(async move {
+        publish(&mut origin, vec![reminder("reminder-1", DESTINATION, &id)]).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !publishing.is_finished(),
+        "answered without the feed's turn"
+    );
+    let during: i64 = sqlx::query_scalar(NUMBERED)
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(
+        during, before,
+        "a delivery numbered outside the feed's turn"
+    );
+    sqlx::query("SELECT pg_advisory_unlock(8392298959273550694)")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    accepted(&publishing.await.unwrap());
+    let after: i64 = sqlx::query_scalar(NUMBERED)
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(after, before + 1);
+    other.close().await.unwrap();
     server.finish().await;
 }
 

@@ -21,10 +21,9 @@ use crate::domain::kpi::SideStats;
 use crate::domain::reconcile::{Findings, ObligationKind, ObligationState};
 use crate::domain::{Message, Policy, RegionCode, Violation};
 
-/// Batches of at least this many messages are worth writing side by side
-/// (the intake splits large groups into such batches): below it, a
-/// transaction's fixed cost (round trips, a commit) outweighs it, and a
-/// publishing transaction takes the feed's turn from the start.
+/// Batches of at least this many messages are worth splitting to write
+/// side by side (the intake splits large groups into such batches): below
+/// it, a transaction's fixed cost (round trips, a commit) outweighs it.
 pub(crate) const SIDE_BY_SIDE: usize = 100;
 
 /// The sender of what the exchange itself sends (reminders).

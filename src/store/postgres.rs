@@ -9,6 +9,24 @@ use sqlx::{PgPool, Transaction};
 use super::StoreError;
 use super::sql::sql_store;
 
+// 0x7477_6f70_6c61_6365 is "twoplace": arbitrary but fixed advisory lock
+// keys, shared by every server on the database. The first (the writers'
+// lock) was, before publishers ran side by side, the one lock every writing
+// transaction held exclusively; an older server still excludes publishers
+// with it.
+macro_rules! feed_turn {
+    () => {
+        "SELECT pg_advisory_xact_lock(8392298959273550694)"
+    };
+}
+const BEGIN_WRITE: &str = concat!(
+    "BEGIN; SELECT pg_advisory_xact_lock(8392298959273550693); ",
+    feed_turn!()
+);
+const BEGIN_PUBLISH: &str = "BEGIN; SET LOCAL plan_cache_mode = auto; \
+                             SELECT pg_advisory_xact_lock_shared(8392298959273550693)";
+const FEED_TURN: &str = feed_turn!();
+
 pub struct PgStore {
     pool: PgPool,
 }
@@ -54,12 +72,11 @@ impl PgStore {
     /// most a few thousand cases). Its statements are the same few plans
     /// each time: replanning them (the pool's `force_custom_plan`, meant for
     /// the sweeper's and the dashboards' reads) was a fifth of PostgreSQL's
-    /// time during ingest. With `feed_turn`, the feed's turn too. One round
-    /// trip for all of it.
+    /// time during ingest. One round trip for all of it; the feed's turn
+    /// comes later (`IN_FEED_TURN`).
     async fn begin_publish(
         &self,
         cases: &[&crate::domain::CaseKey],
-        feed_turn: bool,
     ) -> Result<((), Transaction<'static, sqlx::Postgres>), sqlx::Error> {
         let mut locks: Vec<i32> = cases.iter().map(|k| case_lock(k)).collect();
         locks.sort_unstable();
@@ -68,16 +85,11 @@ impl PgStore {
         // BEGIN goes by has no parameters. The aggregate takes the locks in
         // the array's order.
         let locks: Vec<String> = locks.iter().map(i32::to_string).collect();
-        let mut begin = format!(
+        let begin = format!(
             "{BEGIN_PUBLISH}; SELECT count(pg_advisory_xact_lock(1953523831, k)) \
              FROM unnest('{{{}}}'::int4[]) AS k",
             locks.join(",")
         );
-        if feed_turn {
-            // After the cases' locks, as every publisher takes them.
-            begin.push_str("; ");
-            begin.push_str(FEED_TURN);
-        }
         Ok(((), self.pool.begin_with(sqlx::AssertSqlSafe(begin)).await?))
     }
 
@@ -91,22 +103,16 @@ impl PgStore {
         Ok(())
     }
 
-    /// Transactions a large group of publishes is split into, by case:
-    /// on two cores, one loads, reconciles and writes its cases while the
-    /// other has the feed's turn (BENCHMARKS.md, fifth round).
+    /// Waits for the feed's turn, as a statement's WHERE: PostgreSQL
+    /// evaluates it once, before the statement's first row.
+    const IN_FEED_TURN: &str = concat!("(", feed_turn!(), ") IS NOT NULL");
+
+    /// Groups of publishes written at once, and transactions a large group
+    /// is split into, by case: on two cores, one loads, reconciles and
+    /// writes its cases while the other has the feed's turn (BENCHMARKS.md,
+    /// fifth and sixth rounds; four was slower).
     const WRITERS: usize = 2;
 }
-
-// 0x7477_6f70_6c61_6365 is "twoplace": arbitrary but fixed advisory lock
-// keys, shared by every server on the database. The first (the writers'
-// lock) was, before publishers ran side by side, the one lock every writing
-// transaction held exclusively; an older server still excludes publishers
-// with it.
-const BEGIN_WRITE: &str = "BEGIN; SELECT pg_advisory_xact_lock(8392298959273550693); \
-                           SELECT pg_advisory_xact_lock(8392298959273550694)";
-const BEGIN_PUBLISH: &str = "BEGIN; SET LOCAL plan_cache_mode = auto; \
-                             SELECT pg_advisory_xact_lock_shared(8392298959273550693)";
-const FEED_TURN: &str = "SELECT pg_advisory_xact_lock(8392298959273550694)";
 
 /// A case's lock: FNV-1a of its key, the same in every server and version
 /// (two cases sharing a lock only wait for each other).

@@ -1,7 +1,7 @@
 //! The SQL both backends run, written once. `sql_store!` implements
 //! [`Store`](super::Store) for a backend type that provides `pool`,
-//! `begin_write`, `begin_publish` (with the cases' locks), `take_feed_turn`
-//! and `WRITERS` (how that backend orders writers).
+//! `begin_write`, `begin_publish` (with the cases' locks), `take_feed_turn`,
+//! `IN_FEED_TURN` and `WRITERS` (how that backend orders writers).
 //!
 //! Publishing transactions may run side by side (on PostgreSQL): each locks
 //! the cases it touches before loading them, so two never reconcile the
@@ -147,7 +147,6 @@ impl CaseWork {
                         case_id,
                         key: o.key.clone(),
                         columns: new,
-                        delivery: None,
                     });
                 }
             }
@@ -213,13 +212,60 @@ pub(crate) struct NewMessage {
 }
 
 /// An obligation row to insert: derived by reconciliation, or the RECEIPT
-/// of a delivery.
+/// a recipient owes for a message.
 pub(crate) struct NewObligation {
     pub case_id: i64,
     pub key: String,
     pub columns: ObligationColumns,
-    pub delivery: Option<i64>,
 }
+
+impl NewMessage {
+    /// The RECEIPTs this message's recipients owe for it, counted in
+    /// `tallies`. Keyed by recipient and message, not by delivery: they are
+    /// written with the case's other obligations, before the feed's turn
+    /// numbers the deliveries.
+    pub fn receipts(
+        &self,
+        now_us: i64,
+        tallies: &mut crate::domain::tally::Tallies,
+    ) -> Vec<NewObligation> {
+        let mut receipts = Vec::new();
+        for (recipient, receipt) in &self.recipients {
+            let Some((due_us, escalates_us)) = *receipt else {
+                continue;
+            };
+            let columns = ObligationColumns {
+                kind: "RECEIPT".into(),
+                debtor: recipient.clone(),
+                creditor: self.sender.clone(),
+                state: "OPEN".into(),
+                opened_us: now_us,
+                due_us,
+                escalates_us,
+                closed_us: None,
+                closed_by: None,
+                detail: self.message_id.clone(),
+            };
+            tallies.obligation(&columns.facts((false, false)), 1);
+            receipts.push(NewObligation {
+                case_id: self.case_id,
+                key: receipt_key(recipient, &self.sender, &self.message_id),
+                columns,
+            });
+        }
+        receipts
+    }
+}
+
+/// A RECEIPT's key within its case: `RECEIPT:<recipient>:<sender>:<message
+/// id>`, as the other keys name the offices and message they are about.
+pub(crate) fn receipt_key(recipient: &str, sender: &str, message_id: &str) -> String {
+    format!("RECEIPT:{recipient}:{sender}:{message_id}")
+}
+
+/// The same key in SQL, of a delivery `d` and its message `m`.
+pub(crate) const RECEIPT_KEY_SQL: &str =
+    "'RECEIPT:' || d.recipient || ':' || m.sender || ':' || m.message_id";
 
 impl ObligationColumns {
     /// What tallies count of this row.
@@ -675,7 +721,7 @@ macro_rules! sql_store {
                         "SELECT case_id, id, key, kind, debtor, creditor, state, opened_us, due_us, \
                          escalates_us, closed_us, closed_by, detail, reminded_overdue_us, \
                          reminded_escalated_us FROM obligations \
-                         WHERE delivery IS NULL AND case_id",
+                         WHERE kind <> 'RECEIPT' AND case_id",
                     );
                     <$db as PushRows>::push_in_ids(&mut q, chunk);
                     for row in q.build().fetch_all(&mut **tx).await? {
@@ -1063,74 +1109,42 @@ macro_rules! sql_store {
             }
 
             /// Delivers stored messages (`ids` as `insert_messages` gave
-            /// them), with a RECEIPT obligation (due, escalates) per
-            /// recipient that owes one, added to `obligations`. Deliveries
-            /// are numbered in the order of `messages`; the caller holds the
-            /// feed's turn.
+            /// them), numbered in the order of `messages`, in the feed's
+            /// turn: the caller holds it, or with `take_turn` the first
+            /// statement waits for it (no round trip of its own: this is
+            /// the part of a publish that runs one transaction at a time).
             async fn deliver(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 messages: &[$crate::store::sql::NewMessage],
                 ids: &[Option<i64>],
-                now_us: i64,
-                tallies: &mut $crate::domain::tally::Tallies,
-                obligations: &mut Vec<$crate::store::sql::NewObligation>,
+                mut take_turn: bool,
             ) -> Result<(), $crate::store::StoreError> {
-                use sqlx::Row as _;
-                use std::collections::HashMap;
                 use $crate::store::rows::{PushRows, Rows};
-                use $crate::store::sql::{NewObligation, ObligationColumns};
-                // (message row, recipient, its receipt, the message) in
-                // message order.
-                type Delivery<'m> = (i64, &'m str, Option<(i64, i64)>, &'m $crate::store::sql::NewMessage);
-                let deliveries: Vec<Delivery> = messages
+                let deliveries: Vec<(i64, &str)> = messages
                     .iter()
                     .zip(ids)
                     .filter_map(|(m, id)| id.map(|id| (id, m)))
-                    .flat_map(|(id, m)| {
-                        m.recipients.iter().map(move |(r, receipt)| (id, r.as_str(), *receipt, m))
-                    })
+                    .flat_map(|(id, m)| m.recipients.iter().map(move |(r, _)| (id, r.as_str())))
                     .collect();
-                let mut seqs: HashMap<(i64, String), i64> = HashMap::with_capacity(deliveries.len());
+                if take_turn && deliveries.is_empty() {
+                    // The tallies that follow are written in the turn too.
+                    Self::take_feed_turn(tx).await?;
+                }
                 for chunk in deliveries.chunks(<$db as PushRows>::rows_per_statement(2)) {
                     let mut q =
                         sqlx::QueryBuilder::<$db>::new("INSERT INTO deliveries (recipient, message) SELECT * FROM ");
                     <$db as PushRows>::push_rows(
                         &mut q,
                         Rows::new(chunk.len())
-                            .text(chunk.iter().map(|(_, recipient, _, _)| *recipient))
-                            .int(chunk.iter().map(|(id, _, _, _)| *id)),
+                            .text(chunk.iter().map(|(_, recipient)| *recipient))
+                            .int(chunk.iter().map(|(id, _)| *id)),
                     );
-                    q.push(" RETURNING seq, recipient, message");
-                    for row in q.build().fetch_all(&mut **tx).await? {
-                        seqs.insert((row.try_get("message")?, row.try_get("recipient")?), row.try_get("seq")?);
+                    if std::mem::take(&mut take_turn) {
+                        // Evaluated once, before the first row is numbered.
+                        q.push(" WHERE ");
+                        q.push(Self::IN_FEED_TURN);
                     }
-                }
-                for (id, recipient, receipt, m) in deliveries {
-                    let seq = *seqs
-                        .get(&(id, recipient.to_string()))
-                        .ok_or_else(|| $crate::store::sql::corrupt("a delivery not numbered"))?;
-                    let Some((due_us, escalates_us)) = receipt else {
-                        continue;
-                    };
-                    let columns = ObligationColumns {
-                        kind: "RECEIPT".into(),
-                        debtor: recipient.to_string(),
-                        creditor: m.sender.clone(),
-                        state: "OPEN".into(),
-                        opened_us: now_us,
-                        due_us,
-                        escalates_us,
-                        closed_us: None,
-                        closed_by: None,
-                        detail: m.message_id.clone(),
-                    };
-                    tallies.obligation(&columns.facts((false, false)), 1);
-                    obligations.push(NewObligation {
-                        case_id: m.case_id,
-                        key: format!("RECEIPT:{seq}"),
-                        columns,
-                        delivery: Some(seq),
-                    });
+                    q.build().execute(&mut **tx).await?;
                 }
                 Ok(())
             }
@@ -1144,7 +1158,7 @@ macro_rules! sql_store {
                 for chunk in obligations.chunks(<$db as PushRows>::rows_per_statement(13)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO obligations (case_id, key, kind, debtor, creditor, state, \
-                         opened_us, due_us, escalates_us, closed_us, closed_by, detail, delivery) \
+                         opened_us, due_us, escalates_us, closed_us, closed_by, detail) \
                          SELECT * FROM ",
                     );
                     let rows = Rows::new(chunk.len())
@@ -1152,8 +1166,7 @@ macro_rules! sql_store {
                         .text(chunk.iter().map(|o| o.key.as_str()));
                     <$db as PushRows>::push_rows(
                         &mut q,
-                        $crate::store::sql::obligation_rows(rows, chunk.iter().map(|o| &o.columns))
-                            .opt_int(chunk.iter().map(|o| o.delivery)),
+                        $crate::store::sql::obligation_rows(rows, chunk.iter().map(|o| &o.columns)),
                     );
                     q.build().execute(&mut **tx).await?;
                 }
@@ -1245,11 +1258,7 @@ macro_rules! sql_store {
                 // once: a message id is taken (or not) for good once its
                 // case is ours.
                 let keys: Vec<&$crate::domain::CaseKey> = batch.iter().map(|c| &c.message.case).collect();
-                // A small batch gains little from writing beside others, and
-                // one writer has no others: the feed's turn at once (no extra
-                // round trip). A large one writes its cases' rows first.
-                let feed_held = Self::WRITERS == 1 || batch.len() < $crate::store::SIDE_BY_SIDE;
-                let (_guard, mut tx) = self.begin_publish(&keys, feed_held).await?;
+                let (_guard, mut tx) = self.begin_publish(&keys).await?;
                 let mut cases = Self::load_cases(&mut tx, &keys, policy, at).await?;
 
                 // The batch's ids already taken: (hash, accepted_us).
@@ -1429,18 +1438,11 @@ macro_rules! sql_store {
                 for work in cases.values().filter(|w| w.dirty) {
                     work.changes(now_us, &mut tallies, &mut changes)?;
                 }
-                if feed_held {
-                    // Receipts with the cases' new obligations: one statement.
-                    Self::deliver(&mut tx, &messages, &ids, now_us, &mut tallies, &mut changes.new_obligations)
-                        .await?;
-                    Self::write_changes(&mut tx, &changes, now_us).await?;
-                } else {
-                    Self::write_changes(&mut tx, &changes, now_us).await?;
-                    Self::take_feed_turn(&mut tx).await?;
-                    let mut receipts = Vec::new();
-                    Self::deliver(&mut tx, &messages, &ids, now_us, &mut tallies, &mut receipts).await?;
-                    Self::insert_obligations(&mut tx, &receipts).await?;
+                for m in &messages {
+                    changes.new_obligations.extend(m.receipts(now_us, &mut tallies));
                 }
+                Self::write_changes(&mut tx, &changes, now_us).await?;
+                Self::deliver(&mut tx, &messages, &ids, true).await?;
                 Self::write_tallies(&mut tx, tallies).await?;
                 tx.commit().await?;
                 Ok(outcomes)
@@ -1562,7 +1564,7 @@ macro_rules! sql_store {
                         }];
                         let ids = Self::insert_messages(&mut tx, &reminder, now_us).await?;
                         // Reminders are owed no receipt.
-                        Self::deliver(&mut tx, &reminder, &ids, now_us, &mut tallies, &mut Vec::new()).await?;
+                        Self::deliver(&mut tx, &reminder, &ids, false).await?;
                         let inserted = ids.first().copied().flatten();
                         let column = if escalated {
                             "reminded_escalated_us"
@@ -1657,23 +1659,30 @@ macro_rules! sql_store {
                 let mut fulfilled = Vec::new();
                 let mut marked = 0;
                 // Receipt obligations first, while the deliveries still show
-                // which are newly received.
-                const FULFIL: &str = "UPDATE obligations SET \
-                     state = CASE WHEN due_us >= $1 THEN 'FULFILLED_ON_TIME' ELSE 'FULFILLED_LATE' END, \
-                     closed_us = $1, closed_by = 'acknowledged' \
-                     WHERE state = 'OPEN' AND delivery IN ";
-                let returning = format!(" RETURNING {FACT_COLUMNS}");
+                // which are newly received: each delivery's by its key.
+                use $crate::store::sql::RECEIPT_KEY_SQL;
+                let fulfil = |deliveries: &str| {
+                    format!(
+                        "UPDATE obligations SET \
+                         state = CASE WHEN due_us >= $1 THEN 'FULFILLED_ON_TIME' ELSE 'FULFILLED_LATE' END, \
+                         closed_us = $1, closed_by = 'acknowledged' \
+                         WHERE state = 'OPEN' AND (case_id, key) IN \
+                         (SELECT m.case_id, {RECEIPT_KEY_SQL} {deliveries}) RETURNING {FACT_COLUMNS}"
+                    )
+                };
+                let receive = |deliveries: &str| {
+                    format!("UPDATE deliveries SET received_us = $1 WHERE seq IN (SELECT d.seq {deliveries})")
+                };
                 if let Some(seq) = up_to_seq {
+                    const UP_TO: &str = "FROM deliveries d JOIN messages m ON m.id = d.message \
+                         WHERE d.recipient = $2 AND d.seq <= $3 AND d.received_us IS NULL";
                     fulfilled.extend(
-                        sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "{FULFIL}(SELECT seq FROM deliveries WHERE recipient = $2 AND seq <= $3 \
-                             AND received_us IS NULL){returning}"
-                        )))
-                        .bind(now_us)
-                        .bind(recipient.as_str())
-                        .bind(seq)
-                        .fetch_all(&mut *tx)
-                        .await?,
+                        sqlx::query(sqlx::AssertSqlSafe(fulfil(UP_TO)))
+                            .bind(now_us)
+                            .bind(recipient.as_str())
+                            .bind(seq)
+                            .fetch_all(&mut *tx)
+                            .await?,
                     );
                     marked += sqlx::query(
                         "UPDATE deliveries SET received_us = $1 \
@@ -1687,11 +1696,11 @@ macro_rules! sql_store {
                     .rows_affected();
                 }
                 for m in messages {
-                    const THESE: &str = "(SELECT d.seq FROM deliveries d JOIN messages m ON m.id = d.message \
+                    const THESE: &str = "FROM deliveries d JOIN messages m ON m.id = d.message \
                          WHERE d.recipient = $2 AND d.received_us IS NULL \
-                         AND m.sender = $3 AND m.message_id = $4)";
+                         AND m.sender = $3 AND m.message_id = $4";
                     fulfilled.extend(
-                        sqlx::query(sqlx::AssertSqlSafe(format!("{FULFIL}{THESE}{returning}")))
+                        sqlx::query(sqlx::AssertSqlSafe(fulfil(THESE)))
                             .bind(now_us)
                             .bind(recipient.as_str())
                             .bind(&m.sender)
@@ -1699,16 +1708,14 @@ macro_rules! sql_store {
                             .fetch_all(&mut *tx)
                             .await?,
                     );
-                    marked += sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "UPDATE deliveries SET received_us = $1 WHERE seq IN {THESE}"
-                    )))
-                    .bind(now_us)
-                    .bind(recipient.as_str())
-                    .bind(&m.sender)
-                    .bind(&m.message_id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                    marked += sqlx::query(sqlx::AssertSqlSafe(receive(THESE)))
+                        .bind(now_us)
+                        .bind(recipient.as_str())
+                        .bind(&m.sender)
+                        .bind(&m.message_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
                 }
                 for row in &fulfilled {
                     let after = obligation_facts(row)?;

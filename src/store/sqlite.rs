@@ -70,7 +70,6 @@ impl SqliteStore {
     async fn begin_publish(
         &self,
         _cases: &[&crate::domain::CaseKey],
-        _feed_turn: bool,
     ) -> Result<(MutexGuard<'_, ()>, Transaction<'static, sqlx::Sqlite>), sqlx::Error> {
         self.begin_write().await
     }
@@ -81,6 +80,9 @@ impl SqliteStore {
     ) -> Result<(), sqlx::Error> {
         Ok(())
     }
+
+    /// Held already (above).
+    const IN_FEED_TURN: &str = "true";
 
     /// One writer at a time, whatever we do.
     const WRITERS: usize = 1;

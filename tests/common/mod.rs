@@ -388,8 +388,8 @@ impl TestServer {
     }
 }
 
-/// Messages, deliveries and obligations whose case, message or delivery
-/// does not exist.
+/// Messages, deliveries and obligations whose case or message does not
+/// exist, and receipts owed for no delivery.
 async fn dangling_references(url: &str) -> i64 {
     const SQL: &str = "SELECT \
         (SELECT COUNT(*) FROM messages m WHERE NOT EXISTS \
@@ -398,8 +398,10 @@ async fn dangling_references(url: &str) -> i64 {
             (SELECT 1 FROM messages m WHERE m.id = d.message)) \
         + (SELECT COUNT(*) FROM obligations o WHERE NOT EXISTS \
             (SELECT 1 FROM cases c WHERE c.id = o.case_id)) \
-        + (SELECT COUNT(*) FROM obligations o WHERE o.delivery IS NOT NULL AND NOT EXISTS \
-            (SELECT 1 FROM deliveries d WHERE d.seq = o.delivery))";
+        + (SELECT COUNT(*) FROM obligations o WHERE o.kind = 'RECEIPT' AND NOT EXISTS \
+            (SELECT 1 FROM messages m JOIN deliveries d ON d.message = m.id \
+             WHERE m.case_id = o.case_id \
+             AND 'RECEIPT:' || d.recipient || ':' || m.sender || ':' || m.message_id = o.key))";
     if url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(url).await.unwrap();
         let n = sqlx::query_scalar(SQL).fetch_one(&pool).await.unwrap();
