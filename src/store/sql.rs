@@ -1670,9 +1670,6 @@ macro_rules! sql_store {
                          (SELECT m.case_id, {RECEIPT_KEY_SQL} {deliveries}) RETURNING {FACT_COLUMNS}"
                     )
                 };
-                let receive = |deliveries: &str| {
-                    format!("UPDATE deliveries SET received_us = $1 WHERE seq IN (SELECT d.seq {deliveries})")
-                };
                 if let Some(seq) = up_to_seq {
                     const UP_TO: &str = "FROM deliveries d JOIN messages m ON m.id = d.message \
                          WHERE d.recipient = $2 AND d.seq <= $3 AND d.received_us IS NULL";
@@ -1708,7 +1705,9 @@ macro_rules! sql_store {
                             .fetch_all(&mut *tx)
                             .await?,
                     );
-                    marked += sqlx::query(sqlx::AssertSqlSafe(receive(THESE)))
+                    marked += sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE deliveries SET received_us = $1 WHERE seq IN (SELECT d.seq {THESE})"
+                    )))
                         .bind(now_us)
                         .bind(recipient.as_str())
                         .bind(&m.sender)
