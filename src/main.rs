@@ -410,6 +410,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         policy,
         heartbeat: args.heartbeat,
         sweep_interval: args.sweep_interval,
+        fold_interval: server::FOLD_INTERVAL,
         metrics,
         dashboard,
     };

@@ -55,6 +55,9 @@ pub struct ServerOptions {
     pub heartbeat: Duration,
     /// How often the sweeper looks for new periods and due reminders.
     pub sweep_interval: Duration,
+    /// How often recorded tally changes are folded into the stored tallies
+    /// ([`FOLD_INTERVAL`] unless a test wants them left recorded).
+    pub fold_interval: Duration,
     /// Where `/metrics`, `/readyz` and `/healthz` are served over HTTP.
     pub metrics: Option<TcpListener>,
     /// Where the administrators' dashboard is served over HTTPS.
@@ -131,6 +134,12 @@ pub async fn serve(
         options.sweep_interval,
         stopping.clone(),
         metrics.clone(),
+    ));
+
+    tokio::spawn(fold_tallies(
+        store.clone(),
+        options.fold_interval,
+        stopping.clone(),
     ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -243,6 +252,29 @@ async fn sweep(
                 false
             }
         };
+    }
+}
+
+/// How often the tally folder adds recorded changes to the stored tallies.
+/// Readers add the rest themselves, so this bounds their work, not their
+/// accuracy: about a hundred changes at full ingest.
+pub const FOLD_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The tally folder: adds the changes writers recorded to the stored
+/// tallies. Every server runs one; the store makes folds take turns.
+async fn fold_tallies(
+    store: Arc<dyn Store>,
+    interval: Duration,
+    mut stopping: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = store.fold_tallies().await {
+            tracing::warn!(error = %e, "folding tally changes failed; retrying at the next interval");
+        }
     }
 }
 

@@ -166,7 +166,7 @@ impl Replies {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -174,7 +174,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn take_varint(bytes: &mut &[u8]) -> Result<u64, MalformedReplies> {
+pub(super) fn take_varint(bytes: &mut &[u8]) -> Result<u64, MalformedReplies> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let (&byte, rest) = bytes.split_first().ok_or(MalformedReplies("truncated"))?;

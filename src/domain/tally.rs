@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use super::kpi::{Replies, Side, SideStats};
+use super::kpi::{Replies, Side, SideStats, put_varint};
 
 /// The region levels tallied: province, city, county and township (an
 /// office's code is its county's or its township's).
@@ -90,7 +90,7 @@ pub struct Current {
 }
 
 impl Current {
-    fn add(&mut self, o: &Current) {
+    pub fn add(&mut self, o: &Current) {
         self.open += o.open;
         self.flagged_overdue += o.flagged_overdue;
         self.flagged_escalated += o.flagged_escalated;
@@ -305,6 +305,100 @@ impl Tallies {
         }
     }
 
+    /// Adds another transaction's changes to these.
+    pub fn add(&mut self, other: &Tallies) {
+        for (key, c) in &other.current {
+            self.current.entry(key.clone()).or_default().add(c);
+        }
+        for (key, d) in &other.daily {
+            self.daily.entry(key.clone()).or_default().add(d);
+        }
+    }
+
+    /// The stored form of a transaction's changes (`tally_changes`), as
+    /// varints: a version, then each entry of `current` and of `daily`,
+    /// counts zig-zagged. A group of single publishes changes about a
+    /// hundred entries; this keeps that one row of a few kilobytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.daily.len() * 32);
+        out.push(CHANGES_VERSION);
+        put_varint(&mut out, self.current.len() as u64);
+        for ((prefix, side), c) in &self.current {
+            put_key(&mut out, prefix, *side);
+            for n in [
+                c.open,
+                c.flagged_overdue,
+                c.flagged_escalated,
+                c.orphans,
+                c.discrepancies,
+            ] {
+                put_signed(&mut out, n);
+            }
+        }
+        put_varint(&mut out, self.daily.len() as u64);
+        for ((prefix, side, day), d) in &self.daily {
+            put_key(&mut out, prefix, *side);
+            put_signed(&mut out, *day);
+            for n in daily_counts(d) {
+                put_signed(&mut out, n);
+            }
+            let replies = d.replies.to_bytes();
+            put_varint(&mut out, replies.len() as u64);
+            out.extend_from_slice(&replies);
+        }
+        out
+    }
+
+    /// Reads what [`Tallies::to_bytes`] wrote.
+    pub fn from_bytes(mut bytes: &[u8]) -> Result<Tallies, MalformedChanges> {
+        let bytes = &mut bytes;
+        if take(bytes, 1)? != [CHANGES_VERSION] {
+            return Err(MalformedChanges("unknown version"));
+        }
+        let mut tallies = Tallies::default();
+        for _ in 0..take_varint(bytes)? {
+            let key = take_key(bytes)?;
+            let mut n = [0; 5];
+            for v in &mut n {
+                *v = take_signed(bytes)?;
+            }
+            let [
+                open,
+                flagged_overdue,
+                flagged_escalated,
+                orphans,
+                discrepancies,
+            ] = n;
+            let current = Current {
+                open,
+                flagged_overdue,
+                flagged_escalated,
+                orphans,
+                discrepancies,
+            };
+            tallies.current.insert(key, current);
+        }
+        for _ in 0..take_varint(bytes)? {
+            let (prefix, side) = take_key(bytes)?;
+            let day = take_signed(bytes)?;
+            let mut n = [0; 14];
+            for v in &mut n {
+                *v = take_signed(bytes)?;
+            }
+            let length = usize::try_from(take_varint(bytes)?)
+                .map_err(|_| MalformedChanges("histogram too long"))?;
+            let replies = Replies::from_bytes(take(bytes, length)?)
+                .map_err(|_| MalformedChanges("histogram"))?;
+            tallies
+                .daily
+                .insert((prefix, side, day), daily_of(n, replies));
+        }
+        if !bytes.is_empty() {
+            return Err(MalformedChanges("trailing bytes"));
+        }
+        Ok(tallies)
+    }
+
     /// Leaves out what adds up to nothing, so unchanged rows are not written.
     pub fn settled(mut self) -> Tallies {
         self.current.retain(|_, c| !c.is_zero());
@@ -315,6 +409,117 @@ impl Tallies {
     pub fn is_empty(&self) -> bool {
         self.current.is_empty() && self.daily.is_empty()
     }
+}
+
+/// Stored changes that do not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("tally changes: {0}")]
+pub struct MalformedChanges(&'static str);
+
+const CHANGES_VERSION: u8 = 1;
+
+/// A day's counts in stored order.
+fn daily_counts(d: &Daily) -> [i64; 14] {
+    let m = &d.moves;
+    [
+        d.receipts_answered,
+        d.receipts_on_time,
+        d.receipts_flagged,
+        d.feedback_answered,
+        d.feedback_flagged,
+        d.answers_answered,
+        d.answers_on_time,
+        d.answers_flagged,
+        m.open_in,
+        m.open_out,
+        m.overdue_in,
+        m.overdue_out,
+        m.escalated_in,
+        m.escalated_out,
+    ]
+}
+
+fn daily_of(n: [i64; 14], replies: Replies) -> Daily {
+    let [
+        receipts_answered,
+        receipts_on_time,
+        receipts_flagged,
+        feedback_answered,
+        feedback_flagged,
+        answers_answered,
+        answers_on_time,
+        answers_flagged,
+        open_in,
+        open_out,
+        overdue_in,
+        overdue_out,
+        escalated_in,
+        escalated_out,
+    ] = n;
+    Daily {
+        receipts_answered,
+        receipts_on_time,
+        receipts_flagged,
+        feedback_answered,
+        feedback_flagged,
+        answers_answered,
+        answers_on_time,
+        answers_flagged,
+        replies,
+        moves: Moves {
+            open_in,
+            open_out,
+            overdue_in,
+            overdue_out,
+            escalated_in,
+            escalated_out,
+        },
+    }
+}
+
+fn put_key(out: &mut Vec<u8>, prefix: &str, side: Side) {
+    put_varint(out, prefix.len() as u64);
+    out.extend_from_slice(prefix.as_bytes());
+    out.push(match side {
+        Side::Debtor => 0,
+        Side::Creditor => 1,
+    });
+}
+
+fn take_key(bytes: &mut &[u8]) -> Result<(String, Side), MalformedChanges> {
+    let length =
+        usize::try_from(take_varint(bytes)?).map_err(|_| MalformedChanges("prefix too long"))?;
+    let prefix = std::str::from_utf8(take(bytes, length)?)
+        .map_err(|_| MalformedChanges("prefix not UTF-8"))?
+        .to_string();
+    let side = match take(bytes, 1)? {
+        [0] => Side::Debtor,
+        [1] => Side::Creditor,
+        _ => return Err(MalformedChanges("unknown side")),
+    };
+    Ok((prefix, side))
+}
+
+fn put_signed(out: &mut Vec<u8>, n: i64) {
+    put_varint(out, ((n << 1) ^ (n >> 63)) as u64);
+}
+
+fn take_signed(bytes: &mut &[u8]) -> Result<i64, MalformedChanges> {
+    let zigzag = take_varint(bytes)?;
+    Ok((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64))
+}
+
+fn take_varint(bytes: &mut &[u8]) -> Result<u64, MalformedChanges> {
+    super::kpi::take_varint(bytes).map_err(|_| MalformedChanges("varint"))
+}
+
+fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], MalformedChanges> {
+    if bytes.len() < n {
+        return Err(MalformedChanges("truncated"));
+    }
+    let (head, rest) = bytes.split_at(n);
+    *bytes = rest;
+    Ok(head)
 }
 
 /// Open obligations past due that the sweeper has not flagged yet, counted
@@ -496,6 +701,21 @@ mod tests {
     }
 
     #[test]
+    fn stored_changes_that_do_not_decode_are_errors() {
+        let mut t = Tallies::default();
+        t.obligation(&facts(Class::Answer, "FULFILLED_LATE", false), 1);
+        let bytes = t.to_bytes();
+        assert!(Tallies::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        assert!(Tallies::from_bytes(&[&bytes[..], &[0]].concat()).is_err());
+        assert!(Tallies::from_bytes(&[9]).is_err());
+        assert!(Tallies::from_bytes(&[]).is_err());
+        assert_eq!(
+            Tallies::from_bytes(&Tallies::default().to_bytes()).unwrap(),
+            Tallies::default()
+        );
+    }
+
+    #[test]
     fn parents_go_up_one_level() {
         let up: Vec<&str> = ["34", "3415", "341502", "341502001"].map(parent).into();
         assert_eq!(up, ["", "34", "3415", "341502"]);
@@ -668,6 +888,33 @@ mod tests {
             let mut last = Tallies::default();
             last.obligation(history.last().unwrap(), 1);
             prop_assert_eq!(changes.settled(), last.settled());
+        }
+
+        /// Changes stored as bytes read back as they were, and changes added
+        /// one transaction at a time are the changes of all of them at once.
+        #[test]
+        fn stored_changes_read_back_and_add_up(
+            transactions in proptest::collection::vec(
+                proptest::collection::vec((any_facts(), prop_oneof![Just(1i64), Just(-1i64)]), 0..6),
+                1..5,
+            ),
+        ) {
+            let mut all = Tallies::default();
+            let mut added = Tallies::default();
+            for rows in &transactions {
+                let mut t = Tallies::default();
+                for (facts, sign) in rows {
+                    t.obligation(facts, *sign);
+                    all.obligation(facts, *sign);
+                }
+                t.case("341502", Some("310112"), rows.len() as i64, -1, 1);
+                all.case("341502", Some("310112"), rows.len() as i64, -1, 1);
+                let t = t.settled();
+                let read = Tallies::from_bytes(&t.to_bytes()).unwrap();
+                prop_assert_eq!(&read, &t);
+                added.add(&read);
+            }
+            prop_assert_eq!(added.settled(), all.settled());
         }
 
         /// A trend's standing at the end of each day, from the tallies of

@@ -352,6 +352,10 @@ pub trait Store: Send + Sync + 'static {
     /// obligations counted, or None when they were already built.
     async fn build_tallies(&self) -> Result<Option<u64>, StoreError>;
 
+    /// Adds the recorded changes of committed transactions to the stored
+    /// tallies (readers count them until then); how many it added.
+    async fn fold_tallies(&self) -> Result<u64, StoreError>;
+
     /// Counts the tallies afresh and compares them with the stored ones:
     /// None when they agree, else what differs.
     async fn check_tallies(&self) -> Result<Option<String>, StoreError>;

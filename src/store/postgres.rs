@@ -19,9 +19,13 @@ macro_rules! feed_turn {
         "SELECT pg_advisory_xact_lock(8392298959273550694)"
     };
 }
+/// The third key is the tally folder's: one fold at a time, and none
+/// while a writer counts or checks the tallies.
+const BEGIN_FOLD: &str = "BEGIN; SELECT pg_advisory_xact_lock(8392298959273550695)";
 const BEGIN_WRITE: &str = concat!(
     "BEGIN; SELECT pg_advisory_xact_lock(8392298959273550693); ",
-    feed_turn!()
+    feed_turn!(),
+    "; SELECT pg_advisory_xact_lock(8392298959273550695)"
 );
 const BEGIN_PUBLISH: &str = "BEGIN; SET LOCAL plan_cache_mode = auto; \
                              SELECT pg_advisory_xact_lock_shared(8392298959273550693)";
@@ -58,9 +62,16 @@ impl PgStore {
 
     /// A turn that excludes every other writer (sweeper, acknowledgements,
     /// tally counts): publishers hold the writers' lock shared, this holds
-    /// it exclusively, and then the feed's turn. One round trip.
+    /// it exclusively, then the feed's turn and the tally folder's lock.
+    /// One round trip.
     async fn begin_write(&self) -> Result<((), Transaction<'static, sqlx::Postgres>), sqlx::Error> {
         Ok(((), self.pool.begin_with(BEGIN_WRITE).await?))
+    }
+
+    /// A transaction that adds recorded changes to the stored tallies:
+    /// beside publishers, one at a time.
+    async fn begin_fold(&self) -> Result<((), Transaction<'static, sqlx::Postgres>), sqlx::Error> {
+        Ok(((), self.pool.begin_with(BEGIN_FOLD).await?))
     }
 
     /// A publishing transaction, which runs beside other publishers,
@@ -106,6 +117,10 @@ impl PgStore {
     /// Waits for the feed's turn, as a statement's WHERE: PostgreSQL
     /// evaluates it once, before the statement's first row.
     const IN_FEED_TURN: &str = concat!("(", feed_turn!(), ") IS NOT NULL");
+
+    /// Reads that must agree with each other (the stored tallies and the
+    /// changes not yet folded into them) see one snapshot.
+    const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 
     /// Groups of publishes written at once, and transactions a large group
     /// is split into, by case: on two cores, one loads, reconciles and

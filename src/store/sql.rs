@@ -1,15 +1,18 @@
 //! The SQL both backends run, written once. `sql_store!` implements
 //! [`Store`](super::Store) for a backend type that provides `pool`,
-//! `begin_write`, `begin_publish` (with the cases' locks), `take_feed_turn`,
-//! `IN_FEED_TURN` and `WRITERS` (how that backend orders writers).
+//! `begin_write`, `begin_publish` (with the cases' locks), `begin_fold`,
+//! `take_feed_turn`, `IN_FEED_TURN`, `BEGIN_SNAPSHOT` and `WRITERS` (how
+//! that backend orders writers and reads).
 //!
 //! Publishing transactions may run side by side (on PostgreSQL): each locks
 //! the cases it touches before loading them, so two never reconcile the
 //! same case at once, and takes the feed's turn only to
 //! deliver and commit. Deliveries thus get their sequence numbers in commit
 //! order: a reader that has seen delivery N has seen every delivery before
-//! N, and a feed cursor can never skip a row that commits late. The tallies
-//! are written in that turn too. Every other writer (the sweeper,
+//! N, and a feed cursor can never skip a row that commits late. Every
+//! writer records its changes to the tallies as a row of its own; the
+//! tally folder adds them to the stored tallies, one fold at a time, and
+//! readers add what it has not yet (in one snapshot). Every other writer (the sweeper,
 //! acknowledgements, counting tallies) excludes publishers and takes the
 //! feed's turn: each reminder and each re-reconciliation happens once,
 //! whichever server's sweeper gets there first.
@@ -825,11 +828,51 @@ macro_rules! sql_store {
                 Self::insert_obligations(tx, &changes.new_obligations).await
             }
 
-            /// Adds a transaction's changes to the stored tallies: one
-            /// statement per table and thousand rows, in key order. Reply
-            /// histograms merge in Rust: tallies are written only in the
-            /// feed's turn, so reading then writing is safe.
-            async fn write_tallies(
+            /// Records a transaction's changes to the tallies, as one row
+            /// of `tally_changes` that readers add to the stored tallies
+            /// until the tally folder has. A plain insert that waits for
+            /// nobody: the stored tallies' rows (every publish touches its
+            /// province's) are written only by the folder, so publishers
+            /// neither queue for them nor hold the feed's turn while
+            /// writing them (BENCHMARKS.md, seventh round).
+            async fn record_tally_changes(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                tallies: $crate::domain::tally::Tallies,
+            ) -> Result<(), $crate::store::StoreError> {
+                let tallies = tallies.settled();
+                if tallies.is_empty() {
+                    return Ok(());
+                }
+                sqlx::query("INSERT INTO tally_changes (changes) VALUES ($1)")
+                    .bind(tallies.to_bytes())
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            /// The recorded changes not yet added to the stored tallies,
+            /// added up.
+            async fn pending_tallies(
+                conn: &mut <$db as sqlx::Database>::Connection,
+            ) -> Result<$crate::domain::tally::Tallies, $crate::store::StoreError> {
+                use sqlx::Row as _;
+                let mut pending = $crate::domain::tally::Tallies::default();
+                for row in sqlx::query("SELECT changes FROM tally_changes").fetch_all(&mut *conn).await? {
+                    let bytes: Vec<u8> = row.try_get("changes")?;
+                    pending.add(
+                        &$crate::domain::tally::Tallies::from_bytes(&bytes)
+                            .map_err($crate::store::sql::corrupt)?,
+                    );
+                }
+                Ok(pending)
+            }
+
+            /// Adds changes to the stored tallies: one statement per table
+            /// and thousand rows, in key order. Reply histograms merge in
+            /// Rust: only the tally folder, a rebuild and a check write
+            /// them, one at a time (`begin_fold`), so reading then writing
+            /// is safe.
+            async fn add_to_tallies(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 tallies: $crate::domain::tally::Tallies,
             ) -> Result<(), $crate::store::StoreError> {
@@ -1002,7 +1045,7 @@ macro_rules! sql_store {
                     counted += rows.len();
                     read += rows.len() as u64;
                     if write && counted >= WRITE_EVERY {
-                        Self::write_tallies(tx, std::mem::take(&mut tallies)).await?;
+                        Self::add_to_tallies(tx, std::mem::take(&mut tallies)).await?;
                         counted = 0;
                     }
                 }
@@ -1023,7 +1066,7 @@ macro_rules! sql_store {
                     );
                 }
                 if write {
-                    Self::write_tallies(tx, tallies).await?;
+                    Self::add_to_tallies(tx, tallies).await?;
                     return Ok((Default::default(), read));
                 }
                 Ok((tallies.settled(), read))
@@ -1057,6 +1100,7 @@ macro_rules! sql_store {
                         $crate::store::sql::daily(&row)?,
                     );
                 }
+                tallies.add(&Self::pending_tallies(&mut **tx).await?);
                 Ok(tallies.settled())
             }
 
@@ -1442,8 +1486,8 @@ macro_rules! sql_store {
                     changes.new_obligations.extend(m.receipts(now_us, &mut tallies));
                 }
                 Self::write_changes(&mut tx, &changes, now_us).await?;
+                Self::record_tally_changes(&mut tx, tallies).await?;
                 Self::deliver(&mut tx, &messages, &ids, true).await?;
-                Self::write_tallies(&mut tx, tallies).await?;
                 tx.commit().await?;
                 Ok(outcomes)
             }
@@ -1602,7 +1646,7 @@ macro_rules! sql_store {
                         }
                     }
                 }
-                Self::write_tallies(&mut tx, tallies).await?;
+                Self::record_tally_changes(&mut tx, tallies).await?;
                 tx.commit().await?;
                 Ok(report)
             }
@@ -1726,7 +1770,7 @@ macro_rules! sql_store {
                     tallies.obligation(&before, -1);
                     tallies.obligation(&after, 1);
                 }
-                Self::write_tallies(&mut tx, tallies).await?;
+                Self::record_tally_changes(&mut tx, tallies).await?;
                 tx.commit().await?;
                 Ok(marked)
             }
@@ -1896,6 +1940,9 @@ macro_rules! sql_store {
                 let first_day = shanghai_day(to_us(q.window_start));
                 let last_day = shanghai_day(to_us(q.window_end) - 1);
 
+                // The stored tallies and the changes not yet folded into
+                // them, as of one instant.
+                let mut tx = self.pool.begin_with(Self::BEGIN_SNAPSHOT).await?;
                 let mut now: std::collections::BTreeMap<Key, Current> = Default::default();
                 for row in sqlx::query(
                     $crate::store::sql::TALLIES_NOW_SQL,
@@ -1903,12 +1950,11 @@ macro_rules! sql_store {
                 .bind(&q.prefix)
                 .bind(&upper)
                 .bind(level)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?
                 {
-                    now.insert(
-                        (row.try_get("prefix")?, side(row.try_get("side")?)?),
-                        Current {
+                    now.entry((row.try_get("prefix")?, side(row.try_get("side")?)?)).or_default().add(
+                        &Current {
                             open: row.try_get("open")?,
                             flagged_overdue: row.try_get("flagged_overdue")?,
                             flagged_escalated: row.try_get("flagged_escalated")?,
@@ -1917,27 +1963,43 @@ macro_rules! sql_store {
                         },
                     );
                 }
+                // The children's parent is the region, but a county or a
+                // township is its own child: its row sits under its parent.
+                let children_of = if q.prefix.len() as i64 == level {
+                    $crate::domain::tally::parent(&q.prefix)
+                } else {
+                    q.prefix.as_str()
+                };
                 let mut days: std::collections::BTreeMap<Key, Daily> = Default::default();
                 for row in sqlx::query(
                     $crate::store::sql::TALLIES_DAILY_SQL,
                 )
-                // The children's parent is the region, but a county or a
-                // township is its own child: its row sits under its parent.
-                .bind(if q.prefix.len() as i64 == level {
-                    $crate::domain::tally::parent(&q.prefix)
-                } else {
-                    q.prefix.as_str()
-                })
+                .bind(children_of)
                 .bind(first_day)
                 .bind(last_day)
                 .bind(&q.prefix)
                 .bind(&upper)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?
                 {
                     days.entry((row.try_get("prefix")?, side(row.try_get("side")?)?))
                         .or_default()
                         .add(&daily(&row)?);
+                }
+                let pending = Self::pending_tallies(&mut *tx).await?;
+                let among = |prefix: &str| prefix >= q.prefix.as_str() && prefix < upper.as_str();
+                for ((prefix, s), c) in &pending.current {
+                    if among(prefix) && prefix.len() as i64 == level {
+                        now.entry((prefix.clone(), *s)).or_default().add(c);
+                    }
+                }
+                for ((prefix, s, day), d) in &pending.daily {
+                    if among(prefix)
+                        && $crate::domain::tally::parent(prefix) == children_of
+                        && (first_day..=last_day).contains(day)
+                    {
+                        days.entry((prefix.clone(), *s)).or_default().add(d);
+                    }
                 }
                 // What the sweeper has not flagged yet, through its own
                 // partial indexes: two fixed statements per side.
@@ -1951,7 +2013,7 @@ macro_rules! sql_store {
                     .bind(now_us)
                     .bind(&q.prefix)
                     .bind(&upper)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *tx)
                     .await?;
                     for row in rows {
                         let counts = unflagged.entry((row.try_get("g")?, s)).or_default();
@@ -1964,6 +2026,7 @@ macro_rules! sql_store {
                         }
                     }
                 }
+                tx.commit().await?;
                 let keys: std::collections::BTreeSet<Key> = now
                     .keys()
                     .chain(days.keys())
@@ -1994,12 +2057,13 @@ macro_rules! sql_store {
                 use sqlx::Row as _;
                 use $crate::domain::tally::{Class, RegionDays, parent, shanghai_day};
                 use $crate::store::Side;
+                let mut tx = self.pool.begin_with(Self::BEGIN_SNAPSHOT).await?;
                 let open: Option<i64> = sqlx::query(
                     "SELECT open FROM tallies_now WHERE prefix = $1 AND side = $2",
                 )
                 .bind(prefix)
                 .bind(side.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?
                 .map(|row| row.try_get("open"))
                 .transpose()?;
@@ -2009,10 +2073,19 @@ macro_rules! sql_store {
                 .bind(first_day)
                 .bind(prefix)
                 .bind(side.as_str())
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?
                 {
                     region.days.insert(row.try_get("day")?, $crate::store::sql::daily(&row)?);
+                }
+                let pending = Self::pending_tallies(&mut *tx).await?;
+                if let Some(c) = pending.current.get(&(prefix.to_string(), side)) {
+                    region.open += c.open;
+                }
+                for ((p, s, day), d) in &pending.daily {
+                    if p == prefix && *s == side && *day >= first_day {
+                        region.days.entry(*day).or_default().add(d);
+                    }
                 }
                 let own = match side {
                     Side::Debtor => "debtor",
@@ -2025,7 +2098,7 @@ macro_rules! sql_store {
                 .bind($crate::store::to_us(now))
                 .bind(prefix)
                 .bind(format!("{prefix}:"))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?
                 {
                     let kind: String = row.try_get("kind")?;
@@ -2033,6 +2106,7 @@ macro_rules! sql_store {
                         .unflagged
                         .push((shanghai_day(row.try_get("due_us")?), Class::of_kind(&kind)));
                 }
+                tx.commit().await?;
                 Ok(region)
             }
 
@@ -2135,22 +2209,32 @@ macro_rules! sql_store {
                 // From the tallies (every obligation has one debtor, so one
                 // province row on that side), plus what the sweeper has not
                 // flagged yet: a scrape never counts the obligations.
+                let mut tx = self.pool.begin_with(Self::BEGIN_SNAPSHOT).await?;
                 let row = sqlx::query(
                     "SELECT CAST(COALESCE(SUM(open), 0) AS BIGINT) AS open, \
                      CAST(COALESCE(SUM(flagged_overdue), 0) AS BIGINT) AS overdue \
                      FROM tallies_now WHERE side = 'debtor' AND length(prefix) = 2",
                 )
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
                 .await?;
                 let unflagged: i64 = sqlx::query(
                     "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM obligations \
                      WHERE state = 'OPEN' AND reminded_overdue_us IS NULL AND due_us < $1",
                 )
                 .bind($crate::store::to_us(now))
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
                 .await?
                 .try_get("n")?;
-                Ok((row.try_get("open")?, row.try_get::<i64, _>("overdue")? + unflagged))
+                let (mut open, mut overdue): (i64, i64) = (row.try_get("open")?, row.try_get("overdue")?);
+                let pending = Self::pending_tallies(&mut *tx).await?;
+                for ((prefix, side), c) in &pending.current {
+                    if *side == $crate::domain::kpi::Side::Debtor && prefix.len() == 2 {
+                        open += c.open;
+                        overdue += c.flagged_overdue;
+                    }
+                }
+                tx.commit().await?;
+                Ok((open, overdue + unflagged))
             }
 
             async fn build_tallies(&self) -> Result<Option<u64>, $crate::store::StoreError> {
@@ -2163,8 +2247,12 @@ macro_rules! sql_store {
                 if built > 0 {
                     return Ok(None);
                 }
-                sqlx::query("DELETE FROM tallies_now").execute(&mut *tx).await?;
-                sqlx::query("DELETE FROM tallies_daily").execute(&mut *tx).await?;
+                // Changes not yet folded in are counted again here.
+                for table in ["tallies_now", "tallies_daily", "tally_changes"] {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 let (_, n) = Self::count_tallies(&mut tx, true).await?;
                 sqlx::query("INSERT INTO tallies_built (built_us) VALUES ($1)")
                     .bind($crate::store::to_us(time::OffsetDateTime::now_utc()))
@@ -2172,6 +2260,28 @@ macro_rules! sql_store {
                     .await?;
                 tx.commit().await?;
                 Ok(Some(n))
+            }
+
+            async fn fold_tallies(&self) -> Result<u64, $crate::store::StoreError> {
+                use sqlx::Row as _;
+                let (_guard, mut tx) = self.begin_fold().await?;
+                let mut folded = $crate::domain::tally::Tallies::default();
+                let rows = sqlx::query("DELETE FROM tally_changes RETURNING changes")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                if rows.is_empty() {
+                    return Ok(0);
+                }
+                for row in &rows {
+                    let bytes: Vec<u8> = row.try_get("changes")?;
+                    folded.add(
+                        &$crate::domain::tally::Tallies::from_bytes(&bytes)
+                            .map_err($crate::store::sql::corrupt)?,
+                    );
+                }
+                Self::add_to_tallies(&mut tx, folded).await?;
+                tx.commit().await?;
+                Ok(rows.len() as u64)
             }
 
             async fn check_tallies(&self) -> Result<Option<String>, $crate::store::StoreError> {

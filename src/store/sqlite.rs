@@ -74,6 +74,16 @@ impl SqliteStore {
         self.begin_write().await
     }
 
+    /// Folding tallies writes: SQLite's one writer at a time.
+    async fn begin_fold(
+        &self,
+    ) -> Result<(MutexGuard<'_, ()>, Transaction<'static, sqlx::Sqlite>), sqlx::Error> {
+        self.begin_write().await
+    }
+
+    /// A read transaction keeps its snapshot in WAL mode.
+    const BEGIN_SNAPSHOT: &str = "BEGIN";
+
     /// The whole transaction is the feed's turn already.
     async fn take_feed_turn(
         _tx: &mut Transaction<'static, sqlx::Sqlite>,

@@ -94,6 +94,8 @@ pub struct Options {
     pub heartbeat: Duration,
     /// The exchange tests keep the sweeper out of their inboxes.
     pub sweep_interval: Duration,
+    /// Tests of reading recorded tally changes keep the folder away.
+    pub fold_interval: Duration,
     pub policy: Policy,
     /// The system clock instead of the test clock (for paced drills).
     pub real_clock: bool,
@@ -104,6 +106,7 @@ impl Default for Options {
         Options {
             heartbeat: Duration::from_millis(200),
             sweep_interval: Duration::from_secs(3600),
+            fold_interval: twoplace::server::FOLD_INTERVAL,
             policy: Policy::default(),
             real_clock: false,
         }
@@ -191,6 +194,7 @@ impl TestServer {
             policy: opts.policy.clone(),
             heartbeat: opts.heartbeat,
             sweep_interval: opts.sweep_interval,
+            fold_interval: opts.fold_interval,
             metrics: Some(metrics),
             dashboard: Some(dashboard),
         };
@@ -366,10 +370,16 @@ impl TestServer {
     /// Stops the server and drops its PostgreSQL database.
     pub async fn finish(mut self) {
         self.shutdown().await;
-        // Whatever the test did, the backlog tallies must equal a recount.
+        // Whatever the test did, the backlog tallies must equal a recount:
+        // with the changes the tally folder left (readers add them), and
+        // once it has added them all.
         let store = twoplace::store::connect(&self.url).await.unwrap();
         if let Some(difference) = store.check_tallies().await.unwrap() {
             panic!("the tallies differ from a recount:\n{difference}");
+        }
+        store.fold_tallies().await.unwrap();
+        if let Some(difference) = store.check_tallies().await.unwrap() {
+            panic!("the folded tallies differ from a recount:\n{difference}");
         }
         drop(store);
         // PostgreSQL does not check these references (migration 0005).
