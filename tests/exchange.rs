@@ -14,6 +14,7 @@ use twoplace::proto::{self, envelope::Body, inbox_event::Event};
 
 backend_tests!(
     publishes_every_kind_and_delivers_it,
+    a_message_voided_in_its_own_batch_stands_voided,
     duplicates_answer_as_the_first_time_and_conflicts_are_rejected,
     a_bad_message_never_stops_the_good_ones,
     malformed_batches_are_invalid_arguments,
@@ -257,6 +258,51 @@ async fn publishes_every_kind_and_delivers_it(backend: Backend) {
     assert_eq!(standing("remind-1"), "VOIDED");
     assert_eq!(standing("conf-1"), "ACTIVE");
     assert_eq!(case.history.len(), 12);
+    server.finish().await;
+}
+
+/// A void sent in the same batch as its target changes the standing of a
+/// message written in the same transaction (after it, not beside it).
+async fn a_message_voided_in_its_own_batch_stands_voided(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let mut origin = server.office(ORIGIN).await;
+    let id = zhang();
+    let batch = vec![
+        registration("reg-1", DESTINATION, &id),
+        reminder("remind-1", DESTINATION, &id),
+        envelope(
+            "void-1",
+            DESTINATION,
+            &id,
+            Body::Void(proto::Void {
+                target_message_id: "remind-1".into(),
+                reason: "误发".into(),
+            }),
+        ),
+    ];
+    accepted(&publish(&mut origin, batch).await);
+    let case = origin
+        .get_case(proto::GetCaseRequest {
+            resident_id: id.clone(),
+            origin_office: String::new(),
+            purpose: "test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let standings: Vec<(&str, &str)> = case
+        .history
+        .iter()
+        .map(|h| (h.message_id.as_str(), h.standing.as_str()))
+        .collect();
+    assert_eq!(
+        standings,
+        [
+            ("reg-1", "ACTIVE"),
+            ("remind-1", "VOIDED"),
+            ("void-1", "ACTIVE")
+        ]
+    );
     server.finish().await;
 }
 

@@ -122,6 +122,10 @@ impl PgStore {
     /// changes not yet folded into them) see one snapshot.
     const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 
+    /// Statements that return nothing go as WITH items of the next one:
+    /// a round trip each was most of a group of single publishes' time.
+    const WRITES_TOGETHER: bool = true;
+
     /// Groups of publishes written at once, and transactions a large group
     /// is split into, by case: on two cores, one loads, reconciles and
     /// writes its cases while the other has the feed's turn (BENCHMARKS.md,

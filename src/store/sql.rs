@@ -762,54 +762,137 @@ macro_rules! sql_store {
                 Ok(works)
             }
 
-            /// Writes what cases' reconciliations changed: one multi-row
-            /// statement per kind of change and few hundred rows.
+            /// What cases' reconciliations changed, as statements that
+            /// return nothing (`Writes`): one multi-row statement per kind
+            /// of change and few hundred rows. Message standings are not
+            /// among them (`write_standings`): they may change a message
+            /// inserted with them.
+            fn change_writes<'a>(
+                changes: &'a $crate::store::sql::CaseChanges,
+                now_us: i64,
+            ) -> Vec<Box<dyn FnOnce(&mut sqlx::QueryBuilder<$db>) + Send + 'a>> {
+                use $crate::store::rows::{PushRows, Rows};
+                let mut writes: Vec<Box<dyn FnOnce(&mut sqlx::QueryBuilder<$db>) + Send + 'a>> = Vec::new();
+                for chunk in changes.cases.chunks(<$db as PushRows>::rows_per_statement(9)) {
+                    writes.push(Box::new(move |q| {
+                        q.push(
+                            "UPDATE cases SET destination = v.column2, status = v.column3, \
+                             state = v.column4, findings = v.column5, open_discrepancies = v.column6, \
+                             orphans = v.column7, next_change_us = v.column8, updated_us = v.column9 FROM ",
+                        );
+                        <$db as PushRows>::push_rows(
+                            q,
+                            $crate::store::sql::case_rows(
+                                Rows::new(chunk.len()).int(chunk.iter().map(|(id, _)| *id)),
+                                chunk.iter().map(|(_, c)| c),
+                            )
+                            .int(chunk.iter().map(|_| now_us)),
+                        );
+                        q.push(" WHERE cases.id = v.column1");
+                    }));
+                }
+                for chunk in changes.obligations.chunks(<$db as PushRows>::rows_per_statement(12)) {
+                    writes.push(Box::new(move |q| {
+                        q.push(
+                            "UPDATE obligations SET kind = v.column2, debtor = v.column3, \
+                             creditor = v.column4, state = v.column5, opened_us = v.column6, \
+                             due_us = v.column7, escalates_us = v.column8, closed_us = v.column9, \
+                             closed_by = v.column10, detail = v.column11, \
+                             reminded_overdue_us = CASE WHEN v.column12 = 1 THEN NULL \
+                             ELSE obligations.reminded_overdue_us END, \
+                             reminded_escalated_us = CASE WHEN v.column12 = 1 THEN NULL \
+                             ELSE obligations.reminded_escalated_us END FROM ",
+                        );
+                        let columns = chunk.iter().map(|(_, c, _)| c);
+                        <$db as PushRows>::push_rows(
+                            q,
+                            $crate::store::sql::obligation_rows(
+                                Rows::new(chunk.len()).int(chunk.iter().map(|(id, _, _)| *id)),
+                                columns,
+                            )
+                            .int(chunk.iter().map(|(_, _, rescheduled)| i64::from(*rescheduled))),
+                        );
+                        q.push(" WHERE obligations.id = v.column1");
+                    }));
+                }
+                for chunk in changes.new_obligations.chunks(<$db as PushRows>::rows_per_statement(13)) {
+                    writes.push(Box::new(move |q| {
+                        q.push(
+                            "INSERT INTO obligations (case_id, key, kind, debtor, creditor, state, \
+                             opened_us, due_us, escalates_us, closed_us, closed_by, detail) \
+                             SELECT * FROM ",
+                        );
+                        let rows = Rows::new(chunk.len())
+                            .int(chunk.iter().map(|o| o.case_id))
+                            .text(chunk.iter().map(|o| o.key.as_str()));
+                        <$db as PushRows>::push_rows(
+                            q,
+                            $crate::store::sql::obligation_rows(rows, chunk.iter().map(|o| &o.columns)),
+                        );
+                    }));
+                }
+                writes
+            }
+
+            /// Runs statements that return nothing, in one round trip where
+            /// the backend has them (`WRITES_TOGETHER`).
+            async fn run_writes(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                writes: Vec<Box<dyn FnOnce(&mut sqlx::QueryBuilder<$db>) + Send + '_>>,
+            ) -> Result<(), $crate::store::StoreError> {
+                if writes.is_empty() {
+                    return Ok(());
+                }
+                let mut q = Self::after_writes(tx, writes).await?;
+                if Self::WRITES_TOGETHER {
+                    q.push("SELECT 1");
+                    q.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            /// The beginning of a statement that comes after `writes`: on
+            /// PostgreSQL they are its WITH items, sent with it in one round
+            /// trip (they see one snapshot, so none may touch a row another
+            /// writes); on SQLite, in process, each has run on its own.
+            async fn after_writes(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                writes: Vec<Box<dyn FnOnce(&mut sqlx::QueryBuilder<$db>) + Send + '_>>,
+            ) -> Result<sqlx::QueryBuilder<$db>, $crate::store::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new("");
+                if Self::WRITES_TOGETHER {
+                    for (i, write) in writes.into_iter().enumerate() {
+                        q.push(if i == 0 { "WITH " } else { ", " });
+                        q.push(format_args!("w{i} AS ("));
+                        write(&mut q);
+                        q.push(") ");
+                    }
+                } else {
+                    for write in writes {
+                        let mut q = sqlx::QueryBuilder::<$db>::new("");
+                        write(&mut q);
+                        q.build().execute(&mut **tx).await?;
+                    }
+                }
+                Ok(q)
+            }
+
+            /// Writes what cases' reconciliations changed.
             async fn write_changes(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 changes: &$crate::store::sql::CaseChanges,
                 now_us: i64,
             ) -> Result<(), $crate::store::StoreError> {
+                Self::run_writes(tx, Self::change_writes(changes, now_us)).await?;
+                Self::write_standings(tx, changes).await
+            }
+
+            /// Writes the messages' standings that reconciliations changed.
+            async fn write_standings(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                changes: &$crate::store::sql::CaseChanges,
+            ) -> Result<(), $crate::store::StoreError> {
                 use $crate::store::rows::{PushRows, Rows};
-                for chunk in changes.cases.chunks(<$db as PushRows>::rows_per_statement(9)) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "UPDATE cases SET destination = v.column2, status = v.column3, \
-                         state = v.column4, findings = v.column5, open_discrepancies = v.column6, \
-                         orphans = v.column7, next_change_us = v.column8, updated_us = v.column9 FROM ",
-                    );
-                    <$db as PushRows>::push_rows(
-                        &mut q,
-                        $crate::store::sql::case_rows(
-                            Rows::new(chunk.len()).int(chunk.iter().map(|(id, _)| *id)),
-                            chunk.iter().map(|(_, c)| c),
-                        )
-                        .int(chunk.iter().map(|_| now_us)),
-                    );
-                    q.push(" WHERE cases.id = v.column1");
-                    q.build().execute(&mut **tx).await?;
-                }
-                for chunk in changes.obligations.chunks(<$db as PushRows>::rows_per_statement(12)) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "UPDATE obligations SET kind = v.column2, debtor = v.column3, \
-                         creditor = v.column4, state = v.column5, opened_us = v.column6, \
-                         due_us = v.column7, escalates_us = v.column8, closed_us = v.column9, \
-                         closed_by = v.column10, detail = v.column11, \
-                         reminded_overdue_us = CASE WHEN v.column12 = 1 THEN NULL \
-                         ELSE obligations.reminded_overdue_us END, \
-                         reminded_escalated_us = CASE WHEN v.column12 = 1 THEN NULL \
-                         ELSE obligations.reminded_escalated_us END FROM ",
-                    );
-                    let columns = chunk.iter().map(|(_, c, _)| c);
-                    <$db as PushRows>::push_rows(
-                        &mut q,
-                        $crate::store::sql::obligation_rows(
-                            Rows::new(chunk.len()).int(chunk.iter().map(|(id, _, _)| *id)),
-                            columns,
-                        )
-                        .int(chunk.iter().map(|(_, _, rescheduled)| i64::from(*rescheduled))),
-                    );
-                    q.push(" WHERE obligations.id = v.column1");
-                    q.build().execute(&mut **tx).await?;
-                }
                 for chunk in changes.standings.chunks(<$db as PushRows>::rows_per_statement(3)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE messages SET standing = v.column3 FROM ");
                     <$db as PushRows>::push_rows(
@@ -825,7 +908,7 @@ macro_rules! sql_store {
                     );
                     q.build().execute(&mut **tx).await?;
                 }
-                Self::insert_obligations(tx, &changes.new_obligations).await
+                Ok(())
             }
 
             /// Records a transaction's changes to the tallies, as one row
@@ -839,15 +922,23 @@ macro_rules! sql_store {
                 tx: &mut sqlx::Transaction<'static, $db>,
                 tallies: $crate::domain::tally::Tallies,
             ) -> Result<(), $crate::store::StoreError> {
+                Self::run_writes(tx, Self::tally_writes(tallies).into_iter().collect()).await
+            }
+
+            /// `record_tally_changes` as a statement, if there are any.
+            fn tally_writes(
+                tallies: $crate::domain::tally::Tallies,
+            ) -> Option<Box<dyn FnOnce(&mut sqlx::QueryBuilder<$db>) + Send + 'static>> {
                 let tallies = tallies.settled();
                 if tallies.is_empty() {
-                    return Ok(());
+                    return None;
                 }
-                sqlx::query("INSERT INTO tally_changes (changes) VALUES ($1)")
-                    .bind(tallies.to_bytes())
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(())
+                let bytes = tallies.to_bytes();
+                Some(Box::new(move |q| {
+                    q.push("INSERT INTO tally_changes (changes) VALUES (");
+                    q.push_bind(bytes);
+                    q.push(")");
+                }))
             }
 
             /// The recorded changes not yet added to the stored tallies,
@@ -1112,13 +1203,25 @@ macro_rules! sql_store {
                 messages: &[$crate::store::sql::NewMessage],
                 now_us: i64,
             ) -> Result<Vec<Option<i64>>, $crate::store::StoreError> {
+                Self::insert_messages_after(tx, messages, now_us, Vec::new()).await
+            }
+
+            /// `insert_messages` after `writes`: with the first statement
+            /// on PostgreSQL (`after_writes`).
+            async fn insert_messages_after(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                messages: &[$crate::store::sql::NewMessage],
+                now_us: i64,
+                mut writes: Vec<Box<dyn FnOnce(&mut sqlx::QueryBuilder<$db>) + Send + '_>>,
+            ) -> Result<Vec<Option<i64>>, $crate::store::StoreError> {
                 use sqlx::Row as _;
                 use std::collections::HashMap;
                 use $crate::store::rows::{PushRows, Rows};
 
                 let mut rows: HashMap<(String, String), i64> = HashMap::with_capacity(messages.len());
                 for chunk in messages.chunks(<$db as PushRows>::rows_per_statement(10)) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                    let mut q = Self::after_writes(tx, std::mem::take(&mut writes)).await?;
+                    q.push(
                         "INSERT INTO messages (sender, message_id, content_hash, kind, case_id, \
                          recipient, envelope, body, standing, accepted_us) SELECT * FROM ",
                     );
@@ -1146,6 +1249,7 @@ macro_rules! sql_store {
                         rows.insert((row.try_get("sender")?, row.try_get("message_id")?), row.try_get("id")?);
                     }
                 }
+                Self::run_writes(tx, writes).await?;
                 Ok(messages
                     .iter()
                     .map(|m| rows.get(&(m.sender.clone(), m.message_id.clone())).copied())
@@ -1188,30 +1292,6 @@ macro_rules! sql_store {
                         q.push(" WHERE ");
                         q.push(Self::IN_FEED_TURN);
                     }
-                    q.build().execute(&mut **tx).await?;
-                }
-                Ok(())
-            }
-
-            /// Inserts obligations.
-            async fn insert_obligations(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                obligations: &[$crate::store::sql::NewObligation],
-            ) -> Result<(), $crate::store::StoreError> {
-                use $crate::store::rows::{PushRows, Rows};
-                for chunk in obligations.chunks(<$db as PushRows>::rows_per_statement(13)) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO obligations (case_id, key, kind, debtor, creditor, state, \
-                         opened_us, due_us, escalates_us, closed_us, closed_by, detail) \
-                         SELECT * FROM ",
-                    );
-                    let rows = Rows::new(chunk.len())
-                        .int(chunk.iter().map(|o| o.case_id))
-                        .text(chunk.iter().map(|o| o.key.as_str()));
-                    <$db as PushRows>::push_rows(
-                        &mut q,
-                        $crate::store::sql::obligation_rows(rows, chunk.iter().map(|o| &o.columns)),
-                    );
                     q.build().execute(&mut **tx).await?;
                 }
                 Ok(())
@@ -1473,11 +1553,6 @@ macro_rules! sql_store {
                         .ok_or_else(|| corrupt("a message of a case without a row"))?;
                     messages.push(m);
                 }
-                let ids = Self::insert_messages(&mut tx, &messages, now_us).await?;
-                if ids.iter().any(Option::is_none) {
-                    // Taken meanwhile by a publisher of another case.
-                    return Err(StoreError::Contended(None));
-                }
                 let mut changes = $crate::store::sql::CaseChanges::default();
                 for work in cases.values().filter(|w| w.dirty) {
                     work.changes(now_us, &mut tallies, &mut changes)?;
@@ -1485,8 +1560,16 @@ macro_rules! sql_store {
                 for m in &messages {
                     changes.new_obligations.extend(m.receipts(now_us, &mut tallies));
                 }
-                Self::write_changes(&mut tx, &changes, now_us).await?;
-                Self::record_tally_changes(&mut tx, tallies).await?;
+                // Cases' and obligations' changes and the tallies' go with
+                // the messages: one round trip on PostgreSQL.
+                let mut writes = Self::change_writes(&changes, now_us);
+                writes.extend(Self::tally_writes(tallies));
+                let ids = Self::insert_messages_after(&mut tx, &messages, now_us, writes).await?;
+                if ids.iter().any(Option::is_none) {
+                    // Taken meanwhile by a publisher of another case.
+                    return Err(StoreError::Contended(None));
+                }
+                Self::write_standings(&mut tx, &changes).await?;
                 Self::deliver(&mut tx, &messages, &ids, true).await?;
                 tx.commit().await?;
                 Ok(outcomes)

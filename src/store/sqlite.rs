@@ -94,6 +94,9 @@ impl SqliteStore {
     /// Held already (above).
     const IN_FEED_TURN: &str = "true";
 
+    /// In process, a statement costs no round trip.
+    const WRITES_TOGETHER: bool = false;
+
     /// One writer at a time, whatever we do.
     const WRITERS: usize = 1;
 }
