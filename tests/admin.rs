@@ -52,6 +52,19 @@ async fn sent(
     );
 }
 
+/// A region's backlog, as the administrator of province 34 sees it.
+async fn backlog_of(server: &TestServer, region: &str) -> proto::BacklogResponse {
+    admin(server)
+        .await
+        .backlog(proto::BacklogRequest {
+            region: region.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 fn row<'a>(b: &'a proto::BacklogResponse, region: &str) -> &'a proto::BacklogRow {
     b.children.iter().find(|r| r.region == region).unwrap()
 }
@@ -124,15 +137,7 @@ async fn the_backlog_adds_up_as_computed_by_hand(backend: Backend) {
     // Day 40: B's confirmation (30 days) is overdue.
     server.clock.advance(time::Duration::days(20));
 
-    let backlog = admin(&server)
-        .await
-        .backlog(proto::BacklogRequest {
-            region: "3415".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let backlog = backlog_of(&server, "3415").await;
     assert_eq!(backlog.total.as_ref().unwrap().name, "六安市");
     let jinan_row = row(&backlog, ORIGIN);
     assert_eq!(jinan_row.name, "六安市金安区");
@@ -195,30 +200,14 @@ async fn the_backlog_adds_up_as_computed_by_hand(backend: Backend) {
         .await
         .unwrap();
     assert!(report.overdue_reminders >= 3, "{report:?}");
-    let swept = admin(&server)
-        .await
-        .backlog(proto::BacklogRequest {
-            region: "3415".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let swept = backlog_of(&server, "3415").await;
     assert_eq!(swept, backlog);
 
     // So far every count came from recorded changes; folded into the
     // stored tallies, they read the same.
     assert!(store.fold_tallies().await.unwrap() > 0);
     assert_eq!(store.fold_tallies().await.unwrap(), 0, "folded once");
-    let folded = admin(&server)
-        .await
-        .backlog(proto::BacklogRequest {
-            region: "3415".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let folded = backlog_of(&server, "3415").await;
     assert_eq!(folded, backlog);
     server.finish().await;
 }

@@ -560,15 +560,7 @@ async fn replies_discharge_what_is_owed(backend: Backend) {
         "{stderr}"
     );
 
-    let case = origin
-        .get_case(proto::GetCaseRequest {
-            resident_id: id.clone(),
-            origin_office: String::new(),
-            purpose: "test".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let case = get_case(&mut origin, &id).await;
     let state = |key: &str| {
         let o = case.obligations.iter().find(|o| o.key == key).unwrap();
         proto::ObligationState::try_from(o.state).unwrap()

@@ -223,15 +223,7 @@ async fn publishes_every_kind_and_delivers_it(backend: Backend) {
         assert_eq!(d.envelope.unwrap().sender_office, ORIGIN);
     }
 
-    let case = origin
-        .get_case(proto::GetCaseRequest {
-            resident_id: id.clone(),
-            origin_office: String::new(),
-            purpose: "test".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let case = get_case(&mut origin, &id).await;
     assert_eq!(case.status, proto::CaseStatus::Closed as i32);
     assert_eq!(case.destination_office, NEXT_DESTINATION);
     assert_eq!(
@@ -281,15 +273,7 @@ async fn a_message_voided_in_its_own_batch_stands_voided(backend: Backend) {
         ),
     ];
     accepted(&publish(&mut origin, batch).await);
-    let case = origin
-        .get_case(proto::GetCaseRequest {
-            resident_id: id.clone(),
-            origin_office: String::new(),
-            purpose: "test".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let case = get_case(&mut origin, &id).await;
     let standings: Vec<(&str, &str)> = case
         .history
         .iter()

@@ -145,18 +145,6 @@ where
     }
 }
 
-async fn get_case(client: &mut ExchangeClient<Channel>, resident_id: &str) -> proto::Case {
-    client
-        .get_case(proto::GetCaseRequest {
-            resident_id: resident_id.into(),
-            origin_office: String::new(),
-            purpose: "reconciliation test".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 async fn an_unanswered_request_is_reminded_once_then_escalated_once(backend: Backend) {
     let server = start(&backend).await;
     let mut origin = server.office(ORIGIN).await;

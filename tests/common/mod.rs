@@ -508,6 +508,19 @@ pub async fn publish(
         .outcomes
 }
 
+/// A case as its office sees it.
+pub async fn get_case(client: &mut ExchangeClient<Channel>, resident_id: &str) -> proto::Case {
+    client
+        .get_case(proto::GetCaseRequest {
+            resident_id: resident_id.into(),
+            origin_office: String::new(),
+            purpose: "test".into(),
+        })
+        .await
+        .expect("the case")
+        .into_inner()
+}
+
 pub fn status_of(o: &proto::PublishOutcome) -> proto::PublishStatus {
     proto::PublishStatus::try_from(o.status).unwrap()
 }
