@@ -612,6 +612,11 @@ pub(crate) fn threshold(escalated: bool) -> &'static str {
     if escalated { "escalated" } else { "overdue" }
 }
 
+/// A statement that returns nothing, pushed into a builder when it runs:
+/// alone, or on PostgreSQL as a WITH item of the next statement (one round
+/// trip for all of them).
+pub(crate) type Write<'a, DB> = Box<dyn FnOnce(&mut sqlx::QueryBuilder<DB>) + Send + 'a>;
+
 macro_rules! sql_store {
     ($store:ty, $db:ty) => {
         impl $store {
@@ -763,16 +768,16 @@ macro_rules! sql_store {
             }
 
             /// What cases' reconciliations changed, as statements that
-            /// return nothing (`Writes`): one multi-row statement per kind
+            /// return nothing (`sql::Write`s): one multi-row statement per kind
             /// of change and few hundred rows. Message standings are not
             /// among them (`write_standings`): they may change a message
             /// inserted with them.
             fn change_writes<'a>(
                 changes: &'a $crate::store::sql::CaseChanges,
                 now_us: i64,
-            ) -> Vec<Box<dyn FnOnce(&mut sqlx::QueryBuilder<$db>) + Send + 'a>> {
+            ) -> Vec<$crate::store::sql::Write<'a, $db>> {
                 use $crate::store::rows::{PushRows, Rows};
-                let mut writes: Vec<Box<dyn FnOnce(&mut sqlx::QueryBuilder<$db>) + Send + 'a>> = Vec::new();
+                let mut writes: Vec<$crate::store::sql::Write<'a, $db>> = Vec::new();
                 for chunk in changes.cases.chunks(<$db as PushRows>::rows_per_statement(9)) {
                     writes.push(Box::new(move |q| {
                         q.push(
@@ -838,7 +843,7 @@ macro_rules! sql_store {
             /// the backend has them (`WRITES_TOGETHER`).
             async fn run_writes(
                 tx: &mut sqlx::Transaction<'static, $db>,
-                writes: Vec<Box<dyn FnOnce(&mut sqlx::QueryBuilder<$db>) + Send + '_>>,
+                writes: Vec<$crate::store::sql::Write<'_, $db>>,
             ) -> Result<(), $crate::store::StoreError> {
                 if writes.is_empty() {
                     return Ok(());
@@ -857,7 +862,7 @@ macro_rules! sql_store {
             /// writes); on SQLite, in process, each has run on its own.
             async fn after_writes(
                 tx: &mut sqlx::Transaction<'static, $db>,
-                writes: Vec<Box<dyn FnOnce(&mut sqlx::QueryBuilder<$db>) + Send + '_>>,
+                writes: Vec<$crate::store::sql::Write<'_, $db>>,
             ) -> Result<sqlx::QueryBuilder<$db>, $crate::store::StoreError> {
                 let mut q = sqlx::QueryBuilder::<$db>::new("");
                 if Self::WRITES_TOGETHER {
@@ -928,7 +933,7 @@ macro_rules! sql_store {
             /// `record_tally_changes` as a statement, if there are any.
             fn tally_writes(
                 tallies: $crate::domain::tally::Tallies,
-            ) -> Option<Box<dyn FnOnce(&mut sqlx::QueryBuilder<$db>) + Send + 'static>> {
+            ) -> Option<$crate::store::sql::Write<'static, $db>> {
                 let tallies = tallies.settled();
                 if tallies.is_empty() {
                     return None;
@@ -1212,7 +1217,7 @@ macro_rules! sql_store {
                 tx: &mut sqlx::Transaction<'static, $db>,
                 messages: &[$crate::store::sql::NewMessage],
                 now_us: i64,
-                mut writes: Vec<Box<dyn FnOnce(&mut sqlx::QueryBuilder<$db>) + Send + '_>>,
+                mut writes: Vec<$crate::store::sql::Write<'_, $db>>,
             ) -> Result<Vec<Option<i64>>, $crate::store::StoreError> {
                 use sqlx::Row as _;
                 use std::collections::HashMap;
