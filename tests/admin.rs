@@ -65,6 +65,19 @@ async fn backlog_of(server: &TestServer, region: &str) -> proto::BacklogResponse
         .into_inner()
 }
 
+/// A region's trend by day, as the administrator of province 34 sees it.
+async fn daily_trend_of(server: &TestServer, region: &str) -> proto::TrendResponse {
+    admin(server)
+        .await
+        .trend(proto::TrendRequest {
+            region: region.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 fn row<'a>(b: &'a proto::BacklogResponse, region: &str) -> &'a proto::BacklogRow {
     b.children.iter().find(|r| r.region == region).unwrap()
 }
@@ -399,15 +412,7 @@ async fn a_trend_shows_each_day(backend: Backend) {
     // 04-10 noon: the confirmation (due 04-01 00:00) is overdue.
     server.clock.advance(time::Duration::days(20));
 
-    let trend = admin(&server)
-        .await
-        .trend(proto::TrendRequest {
-            region: ORIGIN.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let trend = daily_trend_of(&server, ORIGIN).await;
     assert_eq!(trend.points.len(), 30);
     let day = |start: time::OffsetDateTime| {
         let p = trend
@@ -462,16 +467,7 @@ async fn a_trend_shows_each_day(backend: Backend) {
         .await
         .unwrap();
     assert!(store.fold_tallies().await.unwrap() > 0);
-    let folded = admin(&server)
-        .await
-        .trend(proto::TrendRequest {
-            region: ORIGIN.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(folded, trend);
+    assert_eq!(daily_trend_of(&server, ORIGIN).await, trend);
     server.finish().await;
 }
 
