@@ -951,16 +951,27 @@ macro_rules! sql_store {
             async fn pending_tallies(
                 conn: &mut <$db as sqlx::Database>::Connection,
             ) -> Result<$crate::domain::tally::Tallies, $crate::store::StoreError> {
+                let (pending, _) = Self::read_tally_changes(conn, "SELECT changes FROM tally_changes").await?;
+                Ok(pending)
+            }
+
+            /// The recorded changes a statement returns (`changes`), added
+            /// up, and how many there were.
+            async fn read_tally_changes(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &'static str,
+            ) -> Result<($crate::domain::tally::Tallies, u64), $crate::store::StoreError> {
                 use sqlx::Row as _;
-                let mut pending = $crate::domain::tally::Tallies::default();
-                for row in sqlx::query("SELECT changes FROM tally_changes").fetch_all(&mut *conn).await? {
+                let mut sum = $crate::domain::tally::Tallies::default();
+                let rows = sqlx::query(sql).fetch_all(&mut *conn).await?;
+                for row in &rows {
                     let bytes: Vec<u8> = row.try_get("changes")?;
-                    pending.add(
+                    sum.add(
                         &$crate::domain::tally::Tallies::from_bytes(&bytes)
                             .map_err($crate::store::sql::corrupt)?,
                     );
                 }
-                Ok(pending)
+                Ok((sum, rows.len() as u64))
             }
 
             /// Adds changes to the stored tallies: one statement per table
@@ -2351,25 +2362,15 @@ macro_rules! sql_store {
             }
 
             async fn fold_tallies(&self) -> Result<u64, $crate::store::StoreError> {
-                use sqlx::Row as _;
                 let (_guard, mut tx) = self.begin_fold().await?;
-                let mut folded = $crate::domain::tally::Tallies::default();
-                let rows = sqlx::query("DELETE FROM tally_changes RETURNING changes")
-                    .fetch_all(&mut *tx)
-                    .await?;
-                if rows.is_empty() {
+                let (folded, n) =
+                    Self::read_tally_changes(&mut tx, "DELETE FROM tally_changes RETURNING changes").await?;
+                if n == 0 {
                     return Ok(0);
-                }
-                for row in &rows {
-                    let bytes: Vec<u8> = row.try_get("changes")?;
-                    folded.add(
-                        &$crate::domain::tally::Tallies::from_bytes(&bytes)
-                            .map_err($crate::store::sql::corrupt)?,
-                    );
                 }
                 Self::add_to_tallies(&mut tx, folded).await?;
                 tx.commit().await?;
-                Ok(rows.len() as u64)
+                Ok(n)
             }
 
             async fn check_tallies(&self) -> Result<Option<String>, $crate::store::StoreError> {
