@@ -348,10 +348,27 @@ async fn duplicates_answer_as_the_first_time_and_conflicts_are_rejected(backend:
     assert_eq!(status_of(&both[1]), proto::PublishStatus::Rejected);
     assert_eq!(both[1].violations[0].reason, "CONFLICT");
 
+    // An id already used for another person's case: the publish looks
+    // first among the batch's own cases, so this is found on a second look,
+    // and the good message beside it still goes in.
+    let other = resident("34150219850615024");
+    let reused = publish(
+        &mut origin,
+        vec![
+            registration("reg-1", DESTINATION, &other),
+            registration("reg-2", DESTINATION, &other),
+        ],
+    )
+    .await;
+    assert_eq!(status_of(&reused[0]), proto::PublishStatus::Rejected);
+    assert_eq!(reused[0].violations[0].field, "messages[0].message_id");
+    assert_eq!(reused[0].violations[0].reason, "CONFLICT");
+    assert_eq!(status_of(&reused[1]), proto::PublishStatus::Accepted);
+
     let mut destination = server.office(DESTINATION).await;
     assert_eq!(
         inbox_all(&mut destination).await.len(),
-        2,
+        3,
         "each stored once"
     );
     server.finish().await;

@@ -39,6 +39,9 @@ pub(crate) struct CaseWork {
     /// The stored standing of its messages by (sender, message id); a
     /// message stored in this transaction is ACTIVE.
     pub standings: HashMap<(String, String), String>,
+    /// Its stored messages by (sender, message id): (content hash,
+    /// accepted_us), what a publish of the same id again is answered by.
+    pub taken: HashMap<(String, String), (Vec<u8>, i64)>,
     pub dirty: bool,
     /// Its row was inserted in this transaction, already as reconciled.
     pub inserted: bool,
@@ -56,6 +59,7 @@ impl CaseWork {
             origin: origin.to_string(),
             counted: (None, 0, 0),
             standings: HashMap::new(),
+            taken: HashMap::new(),
             dirty: false,
             inserted: false,
         }
@@ -695,8 +699,8 @@ macro_rules! sql_store {
                 let ids: Vec<i64> = by_id.keys().copied().collect();
                 for chunk in ids.chunks(<$db as PushRows>::rows_per_statement(1)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT case_id, message_id, sender, recipient, accepted_us, body, standing \
-                         FROM messages WHERE sender <> ",
+                        "SELECT case_id, message_id, sender, recipient, accepted_us, body, standing, \
+                         content_hash FROM messages WHERE sender <> ",
                     );
                     q.push_bind(SYSTEM_SENDER);
                     q.push(" AND case_id");
@@ -712,15 +716,20 @@ macro_rules! sql_store {
                         let sender: String = row.try_get("sender")?;
                         let recipient: String = row.try_get("recipient")?;
                         let body: String = row.try_get("body")?;
+                        let accepted_us: i64 = row.try_get("accepted_us")?;
                         work.standings.insert(
                             (sender.clone(), message_id.clone()),
                             row.try_get("standing")?,
+                        );
+                        work.taken.insert(
+                            (sender.clone(), message_id.clone()),
+                            (row.try_get("content_hash")?, accepted_us),
                         );
                         work.messages.push(Recorded {
                             id: MessageId::parse(&message_id).map_err(corrupt)?,
                             sender: RegionCode::parse_format(&sender).map_err(corrupt)?,
                             recipient: RegionCode::parse_format(&recipient).map_err(corrupt)?,
-                            accepted_at: from_us(row.try_get("accepted_us")?)?,
+                            accepted_at: from_us(accepted_us)?,
                             body: serde_json::from_str(&body)
                                 .map_err(|e| corrupt(format!("message {message_id}: {e}")))?,
                         });
@@ -1374,6 +1383,7 @@ macro_rules! sql_store {
                 batch: &[$crate::store::Candidate],
                 policy: &$crate::domain::Policy,
                 now: time::OffsetDateTime,
+                any_case: bool,
             ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
                 use sqlx::Row as _;
                 use $crate::domain::case::{self, Earlier, Standing};
@@ -1401,10 +1411,17 @@ macro_rules! sql_store {
                 let (_guard, mut tx) = self.begin_publish(&keys).await?;
                 let mut cases = Self::load_cases(&mut tx, &keys, policy, at).await?;
 
-                // The batch's ids already taken: (hash, accepted_us).
-                let mut taken: std::collections::HashMap<Key, (Vec<u8>, i64)> =
-                    std::collections::HashMap::new();
-                for chunk in batch.chunks(<$db as PushRows>::rows_per_statement(2)) {
+                // The batch's ids already taken: (hash, accepted_us). Sent
+                // again, a message is usually sent for the same case: its
+                // loaded messages hold the id. An id taken by another case
+                // makes the insert below find it taken (`Contended`), and
+                // the next try (`any_case`) looks for every id.
+                let mut taken: std::collections::HashMap<Key, (Vec<u8>, i64)> = cases
+                    .values_mut()
+                    .flat_map(|w| std::mem::take(&mut w.taken))
+                    .collect();
+                let asked = if any_case { batch } else { &[][..] };
+                for chunk in asked.chunks(<$db as PushRows>::rows_per_statement(2)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "SELECT sender, message_id, content_hash, accepted_us FROM messages \
                          WHERE (sender, message_id) IN (SELECT column1, column2 FROM ",
@@ -1582,7 +1599,8 @@ macro_rules! sql_store {
                 writes.extend(Self::tally_writes(tallies));
                 let ids = Self::insert_messages_after(&mut tx, &messages, now_us, writes).await?;
                 if ids.iter().any(Option::is_none) {
-                    // Taken meanwhile by a publisher of another case.
+                    // Taken by another case: found by the next try, or
+                    // taken meanwhile by a publisher of another case.
                     return Err(StoreError::Contended(None));
                 }
                 Self::write_standings(&mut tx, &changes).await?;
@@ -1602,11 +1620,12 @@ macro_rules! sql_store {
                 now: time::OffsetDateTime,
             ) -> Result<Vec<$crate::store::Outcome>, $crate::store::StoreError> {
                 // Rarely more than once: the case locks keep publishers of
-                // the same case apart, so only one message id taken for two
-                // cases at once, or a deadlock PostgreSQL broke, lands here.
+                // the same case apart, so only a message id taken by another
+                // case (the first try looks among the batch's cases only),
+                // or a deadlock PostgreSQL broke, lands here.
                 let mut tries = 1;
                 loop {
-                    match self.publish_once(batch, policy, now).await {
+                    match self.publish_once(batch, policy, now, tries > 1).await {
                         Err($crate::store::StoreError::Contended(e)) if tries < 5 => {
                             tracing::debug!(tries, error = ?e, "publish contended, writing it again");
                             tries += 1;
