@@ -697,56 +697,59 @@ macro_rules! sql_store {
                     }
                 }
                 let ids: Vec<i64> = by_id.keys().copied().collect();
-                for chunk in ids.chunks(<$db as PushRows>::rows_per_statement(1)) {
+                // The cases' derived obligations and their messages (in
+                // order) in one statement: a round trip and a statement's
+                // overhead fewer for each group of publishes. Obligation
+                // rows come first (`message` 0) and name the columns; a
+                // message's fields share the columns of the same type.
+                for chunk in ids.chunks(<$db as PushRows>::rows_per_statement(2)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT case_id, message_id, sender, recipient, accepted_us, body, standing, \
-                         content_hash FROM messages WHERE sender <> ",
+                        "SELECT CAST(0 AS BIGINT) AS message, case_id, id, key, kind, debtor, creditor, state, opened_us, \
+                         due_us, escalates_us, closed_us, closed_by, detail, reminded_overdue_us, \
+                         reminded_escalated_us, NULL AS content_hash FROM obligations \
+                         WHERE kind <> 'RECEIPT' AND case_id",
+                    );
+                    <$db as PushRows>::push_in_ids(&mut q, chunk);
+                    q.push(
+                        " UNION ALL SELECT 1, case_id, id, message_id, NULL, sender, recipient, standing, \
+                         accepted_us, NULL, NULL, NULL, NULL, body, NULL, NULL, content_hash \
+                         FROM messages WHERE sender <> ",
                     );
                     q.push_bind(SYSTEM_SENDER);
                     q.push(" AND case_id");
                     <$db as PushRows>::push_in_ids(&mut q, chunk);
-                    q.push(" ORDER BY case_id, id");
+                    q.push(" ORDER BY message, case_id, id");
                     for row in q.build().fetch_all(&mut **tx).await? {
                         let case_id: i64 = row.try_get("case_id")?;
                         let work = by_id
                             .get(&case_id)
                             .and_then(|k| works.get_mut(k))
-                            .ok_or_else(|| corrupt("a message of a case not asked for"))?;
-                        let message_id: String = row.try_get("message_id")?;
-                        let sender: String = row.try_get("sender")?;
-                        let recipient: String = row.try_get("recipient")?;
-                        let body: String = row.try_get("body")?;
-                        let accepted_us: i64 = row.try_get("accepted_us")?;
-                        work.standings.insert(
-                            (sender.clone(), message_id.clone()),
-                            row.try_get("standing")?,
-                        );
-                        work.taken.insert(
-                            (sender.clone(), message_id.clone()),
-                            (row.try_get("content_hash")?, accepted_us),
-                        );
-                        work.messages.push(Recorded {
-                            id: MessageId::parse(&message_id).map_err(corrupt)?,
-                            sender: RegionCode::parse_format(&sender).map_err(corrupt)?,
-                            recipient: RegionCode::parse_format(&recipient).map_err(corrupt)?,
-                            accepted_at: from_us(accepted_us)?,
-                            body: serde_json::from_str(&body)
-                                .map_err(|e| corrupt(format!("message {message_id}: {e}")))?,
-                        });
-                    }
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT case_id, id, key, kind, debtor, creditor, state, opened_us, due_us, \
-                         escalates_us, closed_us, closed_by, detail, reminded_overdue_us, \
-                         reminded_escalated_us FROM obligations \
-                         WHERE kind <> 'RECEIPT' AND case_id",
-                    );
-                    <$db as PushRows>::push_in_ids(&mut q, chunk);
-                    for row in q.build().fetch_all(&mut **tx).await? {
-                        let case_id: i64 = row.try_get("case_id")?;
-                        let work = by_id
-                            .get(&case_id)
-                            .and_then(|k| works.get_mut(k))
-                            .ok_or_else(|| corrupt("an obligation of a case not asked for"))?;
+                            .ok_or_else(|| corrupt("a row of a case not asked for"))?;
+                        let message: i64 = row.try_get("message")?;
+                        if message == 1 {
+                            let message_id: String = row.try_get("key")?;
+                            let sender: String = row.try_get("debtor")?;
+                            let recipient: String = row.try_get("creditor")?;
+                            let body: String = row.try_get("detail")?;
+                            let accepted_us: i64 = row.try_get("opened_us")?;
+                            work.standings.insert(
+                                (sender.clone(), message_id.clone()),
+                                row.try_get("state")?,
+                            );
+                            work.taken.insert(
+                                (sender.clone(), message_id.clone()),
+                                (row.try_get("content_hash")?, accepted_us),
+                            );
+                            work.messages.push(Recorded {
+                                id: MessageId::parse(&message_id).map_err(corrupt)?,
+                                sender: RegionCode::parse_format(&sender).map_err(corrupt)?,
+                                recipient: RegionCode::parse_format(&recipient).map_err(corrupt)?,
+                                accepted_at: from_us(accepted_us)?,
+                                body: serde_json::from_str(&body)
+                                    .map_err(|e| corrupt(format!("message {message_id}: {e}")))?,
+                            });
+                            continue;
+                        }
                         work.flags.insert(row.try_get("key")?, $crate::store::sql::reminded(&row)?);
                         work.stored.insert(
                             row.try_get("key")?,
