@@ -700,14 +700,14 @@ macro_rules! sql_store {
                 // The cases' derived obligations and their messages (in
                 // order) in one statement: a round trip and a statement's
                 // overhead fewer for each group of publishes. Obligation
-                // rows come first (`message` 0) and name the columns; a
+                // rows come first (`is_message` 0) and name the columns; a
                 // message's fields share the columns of the same type.
                 for chunk in ids.chunks(<$db as PushRows>::rows_per_statement(2)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT CAST(0 AS BIGINT) AS message, case_id, id, key, kind, debtor, creditor, state, opened_us, \
-                         due_us, escalates_us, closed_us, closed_by, detail, reminded_overdue_us, \
-                         reminded_escalated_us, NULL AS content_hash FROM obligations \
-                         WHERE kind <> 'RECEIPT' AND case_id",
+                        "SELECT CAST(0 AS BIGINT) AS is_message, case_id, id, key, kind, debtor, \
+                         creditor, state, opened_us, due_us, escalates_us, closed_us, closed_by, detail, \
+                         reminded_overdue_us, reminded_escalated_us, NULL AS content_hash \
+                         FROM obligations WHERE kind <> 'RECEIPT' AND case_id",
                     );
                     <$db as PushRows>::push_in_ids(&mut q, chunk);
                     q.push(
@@ -718,15 +718,14 @@ macro_rules! sql_store {
                     q.push_bind(SYSTEM_SENDER);
                     q.push(" AND case_id");
                     <$db as PushRows>::push_in_ids(&mut q, chunk);
-                    q.push(" ORDER BY message, case_id, id");
+                    q.push(" ORDER BY is_message, case_id, id");
                     for row in q.build().fetch_all(&mut **tx).await? {
                         let case_id: i64 = row.try_get("case_id")?;
                         let work = by_id
                             .get(&case_id)
                             .and_then(|k| works.get_mut(k))
                             .ok_or_else(|| corrupt("a row of a case not asked for"))?;
-                        let message: i64 = row.try_get("message")?;
-                        if message == 1 {
+                        if row.try_get::<i64, _>("is_message")? == 1 {
                             let message_id: String = row.try_get("key")?;
                             let sender: String = row.try_get("debtor")?;
                             let recipient: String = row.try_get("creditor")?;
