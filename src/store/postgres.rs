@@ -126,6 +126,12 @@ impl PgStore {
     /// a round trip each was most of a group of single publishes' time.
     const WRITES_TOGETHER: bool = true;
 
+    /// A new case's id, taken when its publish reads the cases: its row is
+    /// then inserted as one of the writes (`WRITES_TOGETHER`) rather than
+    /// by a statement of its own that returns the id. Most single
+    /// publishes create a case.
+    const NEXT_CASE_ID: Option<&str> = Some("nextval(pg_get_serial_sequence('cases', 'id'))");
+
     /// Groups of publishes written at once, and transactions a large group
     /// is split into, by case: on two cores, one loads, reconciles and
     /// writes its cases while the other has the feed's turn (BENCHMARKS.md,

@@ -1,8 +1,9 @@
 //! The SQL both backends run, written once. `sql_store!` implements
 //! [`Store`](super::Store) for a backend type that provides `pool`,
 //! `begin_write`, `begin_publish` (with the cases' locks), `begin_fold`,
-//! `take_feed_turn`, `IN_FEED_TURN`, `BEGIN_SNAPSHOT` and `WRITERS` (how
-//! that backend orders writers and reads).
+//! `take_feed_turn`, `IN_FEED_TURN`, `BEGIN_SNAPSHOT`, `WRITES_TOGETHER`,
+//! `NEXT_CASE_ID` and `WRITERS` (how that backend orders writers and reads,
+//! and what it sends together).
 //!
 //! Publishing transactions may run side by side (on PostgreSQL): each locks
 //! the cases it touches before loading them, so two never reconcile the
@@ -632,20 +633,23 @@ macro_rules! sql_store {
                 policy: &$crate::domain::Policy,
                 now: time::OffsetDateTime,
             ) -> Result<$crate::store::sql::CaseWork, $crate::store::StoreError> {
-                let mut works = Self::load_cases(tx, &[case], policy, now).await?;
+                let mut works = Self::load_cases(tx, &[case], policy, now, None).await?;
                 works
                     .remove(&(case.resident.as_str().to_string(), case.origin.to_string()))
                     .ok_or_else(|| $crate::store::sql::corrupt("a case not loaded"))
             }
 
             /// Loads the cases a batch touches, by (resident, origin), with
-            /// everything reconciliation needs: three statements for all of
-            /// them. A case not seen before gets an empty work item.
+            /// everything reconciliation needs: two statements for all of
+            /// them. A case not seen before gets an empty work item, and
+            /// with `spare` (where the backend has `NEXT_CASE_ID`) an id
+            /// for its row there, taken in the same statement.
             async fn load_cases(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 keys: &[&$crate::domain::CaseKey],
                 policy: &$crate::domain::Policy,
                 now: time::OffsetDateTime,
+                mut spare: Option<&mut Vec<i64>>,
             ) -> Result<
                 std::collections::HashMap<(String, String), $crate::store::sql::CaseWork>,
                 $crate::store::StoreError,
@@ -669,8 +673,14 @@ macro_rules! sql_store {
                 }
                 let wanted: Vec<(String, String)> = works.keys().cloned().collect();
                 let mut by_id: HashMap<i64, (String, String)> = HashMap::new();
+                let next_id = Self::NEXT_CASE_ID.filter(|_| spare.is_some());
                 for chunk in wanted.chunks(<$db as PushRows>::rows_per_statement(2)) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                    let mut q = sqlx::QueryBuilder::<$db>::new(if next_id.is_some() {
+                        "WITH found AS ("
+                    } else {
+                        ""
+                    });
+                    q.push(
                         "SELECT id, resident_id, origin, destination, orphans, open_discrepancies \
                          FROM cases WHERE (resident_id, origin) IN (SELECT column1, column2 FROM ",
                     );
@@ -681,9 +691,27 @@ macro_rules! sql_store {
                             .text(chunk.iter().map(|(_, origin)| origin.as_str())),
                     );
                     q.push(")");
+                    if let Some(next_id) = next_id {
+                        // The cases found, then an id for each not found
+                        // (a row without a key).
+                        q.push(
+                            ") SELECT id, resident_id, origin, destination, orphans, open_discrepancies \
+                             FROM found UNION ALL SELECT ",
+                        );
+                        q.push(next_id);
+                        q.push(", NULL, NULL, NULL, 0, 0 FROM generate_series(1, CAST(");
+                        q.push_bind(chunk.len() as i64);
+                        q.push(" AS BIGINT) - (SELECT count(*) FROM found))");
+                    }
                     for row in q.build().fetch_all(&mut **tx).await? {
-                        let key: (String, String) = (row.try_get("resident_id")?, row.try_get("origin")?);
                         let id: i64 = row.try_get("id")?;
+                        let Some(resident) = row.try_get::<Option<String>, _>("resident_id")? else {
+                            if let Some(spare) = spare.as_deref_mut() {
+                                spare.push(id);
+                            }
+                            continue;
+                        };
+                        let key: (String, String) = (resident, row.try_get("origin")?);
                         let work = works
                             .get_mut(&key)
                             .ok_or_else(|| corrupt("a case not asked for"))?;
@@ -1325,14 +1353,18 @@ macro_rules! sql_store {
             }
 
             /// Inserts the rows of the cases first seen in this batch, as
-            /// reconciled, and gives each work item its id. A case inserted
+            /// reconciled, and gives each work item its id. Where the
+            /// backend has `NEXT_CASE_ID`, the ids are the `spare` ones the
+            /// load took and the rows are returned as writes to go with the
+            /// others; else they are inserted here. A case inserted
             /// meanwhile by another transaction (the case locks leave none)
             /// makes this one `Contended`: written again, it loads the case.
-            async fn insert_cases(
+            async fn insert_cases<'w>(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 cases: &mut std::collections::HashMap<(String, String), $crate::store::sql::CaseWork>,
                 now_us: i64,
-            ) -> Result<(), $crate::store::StoreError> {
+                mut spare: Vec<i64>,
+            ) -> Result<Vec<$crate::store::sql::Write<'w, $db>>, $crate::store::StoreError> {
                 use sqlx::Row as _;
                 use $crate::store::rows::{PushRows, Rows};
                 let mut new = Vec::new();
@@ -1342,6 +1374,40 @@ macro_rules! sql_store {
                             new.push((key.clone(), columns));
                         }
                     }
+                }
+                if Self::NEXT_CASE_ID.is_some() {
+                    let mut ids = Vec::with_capacity(new.len());
+                    for (key, _) in &new {
+                        let id = spare
+                            .pop()
+                            .ok_or_else(|| $crate::store::sql::corrupt("a new case without an id"))?;
+                        let work = cases
+                            .get_mut(key)
+                            .ok_or_else(|| $crate::store::sql::corrupt("a case not loaded"))?;
+                        work.id = Some(id);
+                        work.inserted = true;
+                        ids.push(id);
+                    }
+                    let mut writes: Vec<$crate::store::sql::Write<'w, $db>> = Vec::new();
+                    let rows = <$db as PushRows>::rows_per_statement(12);
+                    for (chunk, ids) in new.chunks(rows).zip(ids.chunks(rows)) {
+                        let keys = Rows::new(chunk.len())
+                            .int(ids.iter().copied())
+                            .text(chunk.iter().map(|((resident, _), _)| resident.as_str()))
+                            .text(chunk.iter().map(|((_, origin), _)| origin.as_str()));
+                        let rows = $crate::store::sql::case_rows(keys, chunk.iter().map(|(_, c)| c))
+                            .int(chunk.iter().map(|_| now_us))
+                            .int(chunk.iter().map(|_| now_us));
+                        writes.push(Box::new(move |q| {
+                            q.push(
+                                "INSERT INTO cases (id, resident_id, origin, destination, status, state, \
+                                 findings, open_discrepancies, orphans, next_change_us, created_us, \
+                                 updated_us) OVERRIDING SYSTEM VALUE SELECT * FROM ",
+                            );
+                            <$db as PushRows>::push_rows(q, rows);
+                        }));
+                    }
+                    return Ok(writes);
                 }
                 let mut inserted = 0;
                 for chunk in new.chunks(<$db as PushRows>::rows_per_statement(11)) {
@@ -1376,7 +1442,21 @@ macro_rules! sql_store {
                 if inserted < new.len() {
                     return Err($crate::store::StoreError::Contended(None));
                 }
-                Ok(())
+                Ok(Vec::new())
+            }
+
+            /// A new case's row inserted meanwhile by another transaction
+            /// (which the case locks leave none to do) is `Contended`, as
+            /// `insert_cases` makes it where it inserts the rows itself.
+            fn case_taken(e: $crate::store::StoreError) -> $crate::store::StoreError {
+                match e {
+                    $crate::store::StoreError::Database(sqlx::Error::Database(d))
+                        if d.constraint() == Some("cases_resident_id_origin_key") =>
+                    {
+                        $crate::store::StoreError::Contended(Some(sqlx::Error::Database(d)))
+                    }
+                    e => e,
+                }
             }
 
             /// One attempt at `Store::publish`.
@@ -1411,7 +1491,8 @@ macro_rules! sql_store {
                 // case is ours.
                 let keys: Vec<&$crate::domain::CaseKey> = batch.iter().map(|c| &c.message.case).collect();
                 let (_guard, mut tx) = self.begin_publish(&keys).await?;
-                let mut cases = Self::load_cases(&mut tx, &keys, policy, at).await?;
+                let mut spare = Vec::new();
+                let mut cases = Self::load_cases(&mut tx, &keys, policy, at, Some(&mut spare)).await?;
 
                 // The batch's ids already taken: (hash, accepted_us). Sent
                 // again, a message is usually sent for the same case: its
@@ -1579,7 +1660,7 @@ macro_rules! sql_store {
                 // Rows: new cases (their messages refer to them), messages,
                 // each case's reconciliation; then, in the feed's turn,
                 // deliveries with their receipts, and the tallies.
-                Self::insert_cases(&mut tx, &mut cases, now_us).await?;
+                let new_cases = Self::insert_cases(&mut tx, &mut cases, now_us, spare).await?;
                 let mut messages = Vec::with_capacity(new.len());
                 for (case_key, mut m) in new {
                     m.case_id = cases
@@ -1597,9 +1678,12 @@ macro_rules! sql_store {
                 }
                 // Cases' and obligations' changes and the tallies' go with
                 // the messages: one round trip on PostgreSQL.
-                let mut writes = Self::change_writes(&changes, now_us);
+                let mut writes = new_cases;
+                writes.extend(Self::change_writes(&changes, now_us));
                 writes.extend(Self::tally_writes(tallies));
-                let ids = Self::insert_messages_after(&mut tx, &messages, now_us, writes).await?;
+                let ids = Self::insert_messages_after(&mut tx, &messages, now_us, writes)
+                    .await
+                    .map_err(Self::case_taken)?;
                 if ids.iter().any(Option::is_none) {
                     // Taken by another case: found by the next try, or
                     // taken meanwhile by a publisher of another case.

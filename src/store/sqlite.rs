@@ -97,6 +97,10 @@ impl SqliteStore {
     /// In process, a statement costs no round trip.
     const WRITES_TOGETHER: bool = false;
 
+    /// New cases get their ids as they are inserted (`NEXT_CASE_ID`): a
+    /// statement costs no round trip here.
+    const NEXT_CASE_ID: Option<&str> = None;
+
     /// One writer at a time, whatever we do.
     const WRITERS: usize = 1;
 }
