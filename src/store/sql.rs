@@ -1375,29 +1375,33 @@ macro_rules! sql_store {
                         }
                     }
                 }
+                // A chunk's rows after `ids` (their own ids, or none):
+                // key, reconciled columns, created and updated.
+                type New = ((String, String), $crate::store::sql::CaseColumns);
+                let rows_of = |ids: Rows, chunk: &[New]| {
+                    let keys = ids
+                        .text(chunk.iter().map(|((resident, _), _)| resident.as_str()))
+                        .text(chunk.iter().map(|((_, origin), _)| origin.as_str()));
+                    $crate::store::sql::case_rows(keys, chunk.iter().map(|(_, c)| c))
+                        .int(chunk.iter().map(|_| now_us))
+                        .int(chunk.iter().map(|_| now_us))
+                };
                 if Self::NEXT_CASE_ID.is_some() {
-                    let mut ids = Vec::with_capacity(new.len());
-                    for (key, _) in &new {
-                        let id = spare
-                            .pop()
-                            .ok_or_else(|| $crate::store::sql::corrupt("a new case without an id"))?;
-                        let work = cases
-                            .get_mut(key)
-                            .ok_or_else(|| $crate::store::sql::corrupt("a case not loaded"))?;
-                        work.id = Some(id);
-                        work.inserted = true;
-                        ids.push(id);
-                    }
                     let mut writes: Vec<$crate::store::sql::Write<'w, $db>> = Vec::new();
-                    let rows = <$db as PushRows>::rows_per_statement(12);
-                    for (chunk, ids) in new.chunks(rows).zip(ids.chunks(rows)) {
-                        let keys = Rows::new(chunk.len())
-                            .int(ids.iter().copied())
-                            .text(chunk.iter().map(|((resident, _), _)| resident.as_str()))
-                            .text(chunk.iter().map(|((_, origin), _)| origin.as_str()));
-                        let rows = $crate::store::sql::case_rows(keys, chunk.iter().map(|(_, c)| c))
-                            .int(chunk.iter().map(|_| now_us))
-                            .int(chunk.iter().map(|_| now_us));
+                    for chunk in new.chunks(<$db as PushRows>::rows_per_statement(12)) {
+                        let mut ids = Vec::with_capacity(chunk.len());
+                        for (key, _) in chunk {
+                            let id = spare
+                                .pop()
+                                .ok_or_else(|| $crate::store::sql::corrupt("a new case without an id"))?;
+                            let work = cases
+                                .get_mut(key)
+                                .ok_or_else(|| $crate::store::sql::corrupt("a case not loaded"))?;
+                            work.id = Some(id);
+                            work.inserted = true;
+                            ids.push(id);
+                        }
+                        let rows = rows_of(Rows::new(chunk.len()).int(ids), chunk);
                         writes.push(Box::new(move |q| {
                             q.push(
                                 "INSERT INTO cases (id, resident_id, origin, destination, status, state, \
@@ -1416,15 +1420,7 @@ macro_rules! sql_store {
                          open_discrepancies, orphans, next_change_us, created_us, updated_us) \
                          SELECT * FROM ",
                     );
-                    let keys = Rows::new(chunk.len())
-                        .text(chunk.iter().map(|((resident, _), _)| resident.as_str()))
-                        .text(chunk.iter().map(|((_, origin), _)| origin.as_str()));
-                    <$db as PushRows>::push_rows(
-                        &mut q,
-                        $crate::store::sql::case_rows(keys, chunk.iter().map(|(_, c)| c))
-                            .int(chunk.iter().map(|_| now_us))
-                            .int(chunk.iter().map(|_| now_us)),
-                    );
+                    <$db as PushRows>::push_rows(&mut q, rows_of(Rows::new(chunk.len()), chunk));
                     q.push(
                         " WHERE true ON CONFLICT (resident_id, origin) DO NOTHING \
                          RETURNING id, resident_id, origin",
