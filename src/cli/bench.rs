@@ -114,8 +114,14 @@ struct Figures {
     ingest_batched_mps: f64,
     ingest_batched_p50_ms: f64,
     ingest_batched_p99_ms: f64,
+    /// The machine's CPU time a message (server, database and clients
+    /// together, from /proc/stat) and how busy its cores were.
+    ingest_batched_cpu_us: f64,
+    ingest_batched_busy: f64,
     /// Batched ingest's ceiling: every row it stored, written again.
     ceiling_stored_rows_mps: f64,
+    ceiling_stored_rows_cpu_us: f64,
+    ceiling_stored_rows_busy: f64,
     /// Only a message and a delivery row per message, multi-row statements
     /// (the ceiling of 5d605b7), and a statement per row (before it).
     ceiling_batched_mps: f64,
@@ -125,7 +131,11 @@ struct Figures {
     ingest_single_mps: f64,
     ingest_single_p50_ms: f64,
     ingest_single_p99_ms: f64,
+    ingest_single_cpu_us: f64,
+    ingest_single_busy: f64,
     ceiling_single_mps: f64,
+    ceiling_single_cpu_us: f64,
+    ceiling_single_busy: f64,
     fanout_subscribers: usize,
     fanout_p50_ms: f64,
     fanout_p99_ms: f64,
@@ -194,6 +204,46 @@ pub async fn run(args: BenchArgs) -> Result<i32> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(0)
+}
+
+/// The machine's CPU time so far, all processes (`/proc/stat`, Linux):
+/// server, database and clients share the cores, so a phase's CPU a
+/// message is theirs together. NaN elsewhere.
+pub(super) struct MachineCpu {
+    /// Busy and all ticks (USER_HZ, 100 a second), or None.
+    ticks: Option<(u64, u64)>,
+}
+
+impl MachineCpu {
+    pub(super) fn now() -> Self {
+        let ticks = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            // cpu user nice system idle iowait irq softirq steal …
+            let line = s.lines().next()?.strip_prefix("cpu ")?;
+            let v: Vec<u64> = line
+                .split_whitespace()
+                .take(8)
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            let [user, nice, system, idle, iowait, irq, softirq, steal] = v[..] else {
+                return None;
+            };
+            let busy = user + nice + system + irq + softirq;
+            Some((busy, busy + idle + iowait + steal))
+        });
+        MachineCpu { ticks }
+    }
+
+    /// CPU µs a message since `self`, and the share of the cores busy.
+    pub(super) fn per_message(&self, messages: usize) -> (f64, f64) {
+        match (self.ticks, MachineCpu::now().ticks) {
+            (Some((b0, t0)), Some((b1, t1))) if messages > 0 && t1 > t0 => (
+                (b1 - b0) as f64 * 10_000.0 / messages as f64,
+                (b1 - b0) as f64 / (t1 - t0) as f64,
+            ),
+            _ => (f64::NAN, f64::NAN),
+        }
+    }
 }
 
 /// A scratch directory, removed at the end.
@@ -436,7 +486,9 @@ async fn measure(
         .filter(|(o, _)| offices.contains(o))
         .collect();
     eprintln!("  batched ingest starts");
+    let cpu = MachineCpu::now();
     let (n, secs, lat) = publish_all(server.addr, pki, &batched, 100).await?;
+    (f.ingest_batched_cpu_us, f.ingest_batched_busy) = cpu.per_message(n);
     // What ingest stored, for the ceiling that writes the same rows.
     let stored = Arc::new(super::bench_load::StoredRows::read(&url).await?);
     f.rows_per_message = stored.len() as f64 / n as f64;
@@ -455,7 +507,9 @@ async fn measure(
                 (o, q)
             })
             .collect();
+    let cpu = MachineCpu::now();
     let (n, secs, lat) = publish_all(server.addr, pki, &single, 1).await?;
+    (f.ingest_single_cpu_us, f.ingest_single_busy) = cpu.per_message(n);
     f.ingest_single_msgs = n;
     f.ingest_single_mps = n as f64 / secs;
     f.ingest_single_p50_ms = lat.ms(0.5);
@@ -490,11 +544,17 @@ async fn measure(
         ("single", &single, 1, PerRow, &mut f.ceiling_single_mps),
     ] {
         let url = fresh_database(backend, args, dir, &format!("{backend}_ceiling_{name}")).await?;
-        *mps = ceiling(&url, traffic, batch, args.clients, statements).await?;
+        let (rate, cpu) = ceiling(&url, traffic, batch, args.clients, statements).await?;
+        *mps = rate;
+        if name == "single" {
+            (f.ceiling_single_cpu_us, f.ceiling_single_busy) = cpu;
+        }
     }
     let url = fresh_database(backend, args, dir, &format!("{backend}_ceiling_stored")).await?;
-    f.ceiling_stored_rows_mps =
-        super::bench_load::ceiling_stored_rows(&url, stored, 100, args.clients).await?;
+    (
+        f.ceiling_stored_rows_mps,
+        (f.ceiling_stored_rows_cpu_us, f.ceiling_stored_rows_busy),
+    ) = super::bench_load::ceiling_stored_rows(&url, stored, 100, args.clients).await?;
     eprintln!("  ceilings done");
 
     // 4: backlog at scale.
@@ -655,14 +715,14 @@ async fn publish_all(
 
 /// The same messages written straight through sqlx: a message row and a
 /// delivery row each, `batch` messages per transaction, from `clients`
-/// tasks. Messages per second.
+/// tasks. Messages per second, and the CPU a message (`MachineCpu`).
 async fn ceiling(
     url: &str,
     traffic: &BTreeMap<String, Vec<proto::Envelope>>,
     batch: usize,
     clients: usize,
     statements: super::bench_load::Statements,
-) -> Result<f64> {
+) -> Result<(f64, (f64, f64))> {
     use prost::Message as _;
     let rows: Vec<CeilingRow> = traffic
         .iter()
@@ -834,6 +894,22 @@ impl Latencies {
     }
 }
 
+/// The machine's CPU a message, ours against the ceiling's: what bounds
+/// the ratio when the cores are busy (ours can reach at most the
+/// ceiling's CPU a message over ours, times how much busier the machine
+/// could be).
+fn cpu_line((ours, ours_busy): (f64, f64), (ceiling, ceiling_busy): (f64, f64)) {
+    if ours.is_nan() || ceiling.is_nan() {
+        return;
+    }
+    println!(
+        "            machine CPU a message {ours:.0} µs vs the ceiling's {ceiling:.0} µs = {:.1} %; cores busy {:.0} % vs {:.0} %",
+        ceiling / ours * 100.0,
+        ours_busy * 100.0,
+        ceiling_busy * 100.0
+    );
+}
+
 fn report(all: &[Figures], args: &BenchArgs, sizes: &Sizes) {
     println!(
         "twoplace bench{} — {} clients; ratios are against a ceiling measured in the same run",
@@ -865,6 +941,10 @@ fn report(all: &[Figures], args: &BenchArgs, sizes: &Sizes) {
             f.ingest_batched_p99_ms,
             f.ingest_batched_msgs
         );
+        cpu_line(
+            (f.ingest_batched_cpu_us, f.ingest_batched_busy),
+            (f.ceiling_stored_rows_cpu_us, f.ceiling_stored_rows_busy),
+        );
         println!(
             "            against only the messages (2 rows a message): {:.0} msg/s = {:.1} % multi-row, {:.0} msg/s = {:.1} % a statement per row",
             f.ceiling_batched_mps,
@@ -880,6 +960,10 @@ fn report(all: &[Figures], args: &BenchArgs, sizes: &Sizes) {
             f.ingest_single_p50_ms,
             f.ingest_single_p99_ms,
             f.ingest_single_msgs
+        );
+        cpu_line(
+            (f.ingest_single_cpu_us, f.ingest_single_busy),
+            (f.ceiling_single_cpu_us, f.ceiling_single_busy),
         );
         println!(
             "fan-out     {} subscribers: p50 {:.1} ms, p99 {:.1} ms",

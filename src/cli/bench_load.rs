@@ -267,7 +267,8 @@ pub enum Statements {
 }
 
 /// Writes the queued chunks from `clients` tasks, one transaction per
-/// chunk: messages per second. On SQLite the writers take turns in
+/// chunk: messages per second and the machine's CPU a message with how
+/// busy it was (`MachineCpu`). On SQLite the writers take turns in
 /// process, as the service's do, instead of sleeping in SQLite's busy
 /// handler.
 pub async fn ceiling_writes(
@@ -276,7 +277,7 @@ pub async fn ceiling_writes(
     clients: usize,
     n: usize,
     statements: Statements,
-) -> Result<f64> {
+) -> Result<(f64, (f64, f64))> {
     macro_rules! run {
         ($db:ty, $pool:expr, $turn:expr, $p:ident => $begin:expr) => {{
             let pool = $pool.clone();
@@ -288,7 +289,7 @@ pub async fn ceiling_writes(
             )
             .fetch_one(&pool)
             .await?;
-            let started = Instant::now();
+            let (started, cpu) = (Instant::now(), super::bench::MachineCpu::now());
             let mut tasks = Vec::new();
             for _ in 0..clients.max(1) {
                 let (pool, queue, turn) = (pool.clone(), queue.clone(), turn.clone());
@@ -370,7 +371,7 @@ pub async fn ceiling_writes(
             for t in tasks {
                 t.await??;
             }
-            n as f64 / started.elapsed().as_secs_f64()
+            (n as f64 / started.elapsed().as_secs_f64(), cpu.per_message(n))
         }};
     }
     Ok(if url.starts_with("sqlite:") {
@@ -514,20 +515,21 @@ impl StoredRows {
 /// multi-row statement per table and transaction, from `clients` tasks
 /// (taking turns in process on SQLite). Foreign keys are not checked:
 /// parallel transactions cannot all find their parents committed, and a
-/// ceiling may only err high. Messages per second.
+/// ceiling may only err high. Messages per second, and the machine's CPU
+/// a message with how busy it was (`MachineCpu`).
 pub async fn ceiling_stored_rows(
     url: &str,
     stored: Arc<StoredRows>,
     batch: usize,
     clients: usize,
-) -> Result<f64> {
+) -> Result<(f64, (f64, f64))> {
     let transactions = stored.messages.div_ceil(batch.max(1)).max(1);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     macro_rules! run {
         ($db:ty, $pool:expr, $turn:expr, $begin:expr, $overriding:expr) => {{
             let pool = $pool.clone();
             let turn = Arc::new(Mutex::new(()));
-            let started = Instant::now();
+            let (started, cpu) = (Instant::now(), super::bench::MachineCpu::now());
             let mut tasks = Vec::new();
             for _ in 0..clients.max(1) {
                 let (pool, turn, next, stored) =
@@ -566,7 +568,10 @@ pub async fn ceiling_stored_rows(
             for t in tasks {
                 t.await??;
             }
-            stored.messages as f64 / started.elapsed().as_secs_f64()
+            (
+                stored.messages as f64 / started.elapsed().as_secs_f64(),
+                cpu.per_message(stored.messages),
+            )
         }};
     }
     Ok(if url.starts_with("sqlite:") {
