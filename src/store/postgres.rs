@@ -122,8 +122,9 @@ impl PgStore {
     /// changes not yet folded into them) see one snapshot.
     const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 
-    /// Statements that return nothing go as WITH items of the next one:
-    /// a round trip each was most of a group of single publishes' time.
+    /// Statements that return nothing go as WITH items of the next one,
+    /// and deliveries with their messages: a round trip each was most of a
+    /// group of single publishes' time.
     const WRITES_TOGETHER: bool = true;
 
     /// A new case's id, taken when its publish reads the cases: its row is

@@ -205,6 +205,15 @@ pub(crate) struct CaseColumns {
     pub next_change_us: Option<i64>,
 }
 
+/// Where a writer stands with the feed's turn when it delivers messages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// It holds the turn already (it excludes every other writer).
+    Held,
+    /// Its deliveries wait for the turn, held then to commit.
+    Take,
+}
+
 /// A message accepted in this transaction, written with the others of its
 /// batch in one statement per table.
 pub(crate) struct NewMessage {
@@ -1257,25 +1266,49 @@ macro_rules! sql_store {
                 tx: &mut sqlx::Transaction<'static, $db>,
                 messages: &[$crate::store::sql::NewMessage],
                 now_us: i64,
+                turn: $crate::store::sql::Turn,
             ) -> Result<Vec<Option<i64>>, $crate::store::StoreError> {
-                Self::insert_messages_after(tx, messages, now_us, Vec::new()).await
+                Self::insert_messages_after(tx, messages, now_us, Vec::new(), turn).await
             }
 
-            /// `insert_messages` after `writes`: with the first statement
-            /// on PostgreSQL (`after_writes`).
+            /// Inserts messages after `writes` and delivers them, numbered
+            /// in the order of `messages`, in the feed's turn (`turn`: the
+            /// caller holds it, or the deliveries wait for it). Returns each
+            /// message's id, or None where its id was taken. On PostgreSQL
+            /// it is one statement: the writes are its WITH items
+            /// (`after_writes`), then the messages, then their deliveries,
+            /// which wait for the turn only once every other part is done
+            /// (the part of a publish that runs one transaction at a time).
             async fn insert_messages_after(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 messages: &[$crate::store::sql::NewMessage],
                 now_us: i64,
                 mut writes: Vec<$crate::store::sql::Write<'_, $db>>,
+                turn: $crate::store::sql::Turn,
             ) -> Result<Vec<Option<i64>>, $crate::store::StoreError> {
                 use sqlx::Row as _;
                 use std::collections::HashMap;
                 use $crate::store::rows::{PushRows, Rows};
 
+                let mut take_turn = turn == $crate::store::sql::Turn::Take;
                 let mut rows: HashMap<(String, String), i64> = HashMap::with_capacity(messages.len());
                 for chunk in messages.chunks(<$db as PushRows>::rows_per_statement(10)) {
+                    // (recipient, sender, message id) in delivery order.
+                    let deliveries: Vec<(&str, &str, &str)> = chunk
+                        .iter()
+                        .flat_map(|m| {
+                            m.recipients
+                                .iter()
+                                .map(move |(r, _)| (r.as_str(), m.sender.as_str(), m.message_id.as_str()))
+                        })
+                        .collect();
+                    let with_deliveries = Self::WRITES_TOGETHER && !deliveries.is_empty();
+                    let first_item = writes.is_empty();
                     let mut q = Self::after_writes(tx, std::mem::take(&mut writes)).await?;
+                    if with_deliveries {
+                        q.push(if first_item { "WITH " } else { ", " });
+                        q.push("m AS (");
+                    }
                     q.push(
                         "INSERT INTO messages (sender, message_id, content_hash, kind, case_id, \
                          recipient, envelope, body, standing, accepted_us) SELECT * FROM ",
@@ -1300,22 +1333,51 @@ macro_rules! sql_store {
                         " WHERE true ON CONFLICT (sender, message_id) DO NOTHING \
                          RETURNING id, sender, message_id",
                     );
+                    if with_deliveries {
+                        // Only the messages inserted; numbered in the order
+                        // given (`column4`), after the turn (evaluated
+                        // once, before the first row).
+                        q.push(
+                            "), d AS (INSERT INTO deliveries (recipient, message) \
+                             SELECT v.column1, m.id FROM ",
+                        );
+                        <$db as PushRows>::push_rows(
+                            &mut q,
+                            Rows::new(deliveries.len())
+                                .text(deliveries.iter().map(|(r, _, _)| *r))
+                                .text(deliveries.iter().map(|(_, s, _)| *s))
+                                .text(deliveries.iter().map(|(_, _, id)| *id))
+                                .int((0..deliveries.len()).map(|i| i as i64)),
+                        );
+                        q.push(" JOIN m ON m.sender = v.column2 AND m.message_id = v.column3");
+                        if std::mem::take(&mut take_turn) {
+                            q.push(" WHERE ");
+                            q.push(Self::IN_FEED_TURN);
+                        }
+                        q.push(" ORDER BY v.column4) SELECT id, sender, message_id FROM m");
+                    }
                     for row in q.build().fetch_all(&mut **tx).await? {
                         rows.insert((row.try_get("sender")?, row.try_get("message_id")?), row.try_get("id")?);
                     }
                 }
                 Self::run_writes(tx, writes).await?;
-                Ok(messages
+                let ids: Vec<Option<i64>> = messages
                     .iter()
                     .map(|m| rows.get(&(m.sender.clone(), m.message_id.clone())).copied())
-                    .collect())
+                    .collect();
+                if !Self::WRITES_TOGETHER {
+                    Self::deliver(tx, messages, &ids, take_turn).await?;
+                } else if take_turn {
+                    // Nothing was delivered, so nothing waited for the turn.
+                    Self::take_feed_turn(tx).await?;
+                }
+                Ok(ids)
             }
 
             /// Delivers stored messages (`ids` as `insert_messages` gave
             /// them), numbered in the order of `messages`, in the feed's
             /// turn: the caller holds it, or with `take_turn` the first
-            /// statement waits for it (no round trip of its own: this is
-            /// the part of a publish that runs one transaction at a time).
+            /// statement waits for it (no round trip of its own).
             async fn deliver(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 messages: &[$crate::store::sql::NewMessage],
@@ -1330,7 +1392,6 @@ macro_rules! sql_store {
                     .flat_map(|(id, m)| m.recipients.iter().map(move |(r, _)| (id, r.as_str())))
                     .collect();
                 if take_turn && deliveries.is_empty() {
-                    // The tallies that follow are written in the turn too.
                     Self::take_feed_turn(tx).await?;
                 }
                 for chunk in deliveries.chunks(<$db as PushRows>::rows_per_statement(2)) {
@@ -1653,9 +1714,9 @@ macro_rules! sql_store {
                     outcomes.push(Outcome::Accepted { at });
                 }
 
-                // Rows: new cases (their messages refer to them), messages,
-                // each case's reconciliation; then, in the feed's turn,
-                // deliveries with their receipts, and the tallies.
+                // Rows: new cases (their messages refer to them), each
+                // case's reconciliation, receipts and the tallies' changes,
+                // messages; then, in the feed's turn, deliveries.
                 let new_cases = Self::insert_cases(&mut tx, &mut cases, now_us, spare).await?;
                 let mut messages = Vec::with_capacity(new.len());
                 for (case_key, mut m) in new {
@@ -1673,11 +1734,12 @@ macro_rules! sql_store {
                     changes.new_obligations.extend(m.receipts(now_us, &mut tallies));
                 }
                 // Cases' and obligations' changes and the tallies' go with
-                // the messages: one round trip on PostgreSQL.
+                // the messages and their deliveries: one round trip on
+                // PostgreSQL.
                 let mut writes = new_cases;
                 writes.extend(Self::change_writes(&changes, now_us));
                 writes.extend(Self::tally_writes(tallies));
-                let ids = Self::insert_messages_after(&mut tx, &messages, now_us, writes)
+                let ids = Self::insert_messages_after(&mut tx, &messages, now_us, writes, $crate::store::sql::Turn::Take)
                     .await
                     .map_err(Self::case_taken)?;
                 if ids.iter().any(Option::is_none) {
@@ -1686,7 +1748,6 @@ macro_rules! sql_store {
                     return Err(StoreError::Contended(None));
                 }
                 Self::write_standings(&mut tx, &changes).await?;
-                Self::deliver(&mut tx, &messages, &ids, true).await?;
                 tx.commit().await?;
                 Ok(outcomes)
             }
@@ -1806,9 +1867,9 @@ macro_rules! sql_store {
                             envelope: bytes,
                             body: "{\"Reminder\":{\"about\":null}}".into(),
                         }];
-                        let ids = Self::insert_messages(&mut tx, &reminder, now_us).await?;
                         // Reminders are owed no receipt.
-                        Self::deliver(&mut tx, &reminder, &ids, false).await?;
+                        let ids = Self::insert_messages(&mut tx, &reminder, now_us, $crate::store::sql::Turn::Held)
+                            .await?;
                         let inserted = ids.first().copied().flatten();
                         let column = if escalated {
                             "reminded_escalated_us"
