@@ -110,6 +110,10 @@ struct Figures {
     transport_baseline_rps: f64,
     transport_ours_p50_ms: f64,
     transport_baseline_p50_ms: f64,
+    /// The machine's CPU a round trip, client and server (`MachineCpu`):
+    /// what any RPC costs here before its own work.
+    transport_ours_cpu_us: f64,
+    transport_baseline_cpu_us: f64,
     ingest_batched_msgs: usize,
     ingest_batched_mps: f64,
     ingest_batched_p50_ms: f64,
@@ -459,21 +463,25 @@ async fn measure(
     let url = fresh_database(backend, args, dir, &format!("{backend}_main")).await?;
     let server = ServerProcess::start(&url, pki, &dir.join(format!("{backend}-data"))).await?;
     let baseline = baseline_process(pki).await?;
-    for (target, rps, p50) in [
+    for (target, rps, p50, cpu_us) in [
         (
             server.addr,
             &mut f.transport_ours_rps,
             &mut f.transport_ours_p50_ms,
+            &mut f.transport_ours_cpu_us,
         ),
         (
             baseline.0,
             &mut f.transport_baseline_rps,
             &mut f.transport_baseline_p50_ms,
+            &mut f.transport_baseline_cpu_us,
         ),
     ] {
+        let cpu = MachineCpu::now();
         let (n, lat) = health_load(target, pki, &offices, sizes.transport).await?;
         *rps = n as f64 / sizes.transport.as_secs_f64();
         *p50 = lat.ms(0.5);
+        (*cpu_us, _) = cpu.per_message(n as usize);
     }
     let mut baseline = baseline.1;
     let _ = baseline.kill().await;
@@ -931,6 +939,12 @@ fn report(all: &[Figures], args: &BenchArgs, sizes: &Sizes) {
             f.transport_ours_p50_ms,
             f.transport_baseline_p50_ms
         );
+        if !f.transport_ours_cpu_us.is_nan() {
+            println!(
+                "            machine CPU a round trip {:.0} µs vs bare tonic's {:.0} µs (client and server)",
+                f.transport_ours_cpu_us, f.transport_baseline_cpu_us
+            );
+        }
         println!(
             "ingest      batched  {:>9.0} msg/s  vs sqlx ceiling {:>9.0} msg/s = {:>5.1} %   (the same {:.1} rows a message; p50 {:.1} ms, p99 {:.1} ms per 100; {} messages)",
             f.ingest_batched_mps,
