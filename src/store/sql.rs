@@ -914,12 +914,7 @@ macro_rules! sql_store {
             ) -> Result<sqlx::QueryBuilder<$db>, $crate::store::StoreError> {
                 let mut q = sqlx::QueryBuilder::<$db>::new("");
                 if Self::WRITES_TOGETHER {
-                    for (i, write) in writes.into_iter().enumerate() {
-                        q.push(if i == 0 { "WITH " } else { ", " });
-                        q.push(format_args!("w{i} AS ("));
-                        write(&mut q);
-                        q.push(") ");
-                    }
+                    Self::push_writes(&mut q, writes, true);
                 } else {
                     for write in writes {
                         let mut q = sqlx::QueryBuilder::<$db>::new("");
@@ -928,6 +923,21 @@ macro_rules! sql_store {
                     }
                 }
                 Ok(q)
+            }
+
+            /// Appends `writes` as WITH items `w0`, `w1`, … (`first`: they
+            /// begin the WITH).
+            fn push_writes(
+                q: &mut sqlx::QueryBuilder<$db>,
+                writes: Vec<$crate::store::sql::Write<'_, $db>>,
+                first: bool,
+            ) {
+                for (i, write) in writes.into_iter().enumerate() {
+                    q.push(if i == 0 && first { "WITH " } else { ", " });
+                    q.push(format_args!("w{i} AS ("));
+                    write(q);
+                    q.push(") ");
+                }
             }
 
             /// Writes what cases' reconciliations changed.
@@ -1275,10 +1285,10 @@ macro_rules! sql_store {
             /// in the order of `messages`, in the feed's turn (`turn`: the
             /// caller holds it, or the deliveries wait for it). Returns each
             /// message's id, or None where its id was taken. On PostgreSQL
-            /// it is one statement: the writes are its WITH items
-            /// (`after_writes`), then the messages, then their deliveries,
-            /// which wait for the turn only once every other part is done
-            /// (the part of a publish that runs one transaction at a time).
+            /// it is one statement: the messages, their deliveries and the
+            /// writes as its WITH items, the deliveries waiting for the
+            /// turn once every other part is done (the part of a publish
+            /// that runs one transaction at a time).
             async fn insert_messages_after(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 messages: &[$crate::store::sql::NewMessage],
@@ -1293,22 +1303,25 @@ macro_rules! sql_store {
                 let mut take_turn = turn == $crate::store::sql::Turn::Take;
                 let mut rows: HashMap<(String, String), i64> = HashMap::with_capacity(messages.len());
                 for chunk in messages.chunks(<$db as PushRows>::rows_per_statement(10)) {
-                    // (recipient, sender, message id) in delivery order.
-                    let deliveries: Vec<(&str, &str, &str)> = chunk
-                        .iter()
-                        .flat_map(|m| {
-                            m.recipients
-                                .iter()
-                                .map(move |(r, _)| (r.as_str(), m.sender.as_str(), m.message_id.as_str()))
-                        })
-                        .collect();
-                    let with_deliveries = Self::WRITES_TOGETHER && !deliveries.is_empty();
-                    let first_item = writes.is_empty();
-                    let mut q = Self::after_writes(tx, std::mem::take(&mut writes)).await?;
-                    if with_deliveries {
-                        q.push(if first_item { "WITH " } else { ", " });
-                        q.push("m AS (");
-                    }
+                    // (recipient, sender, message id) in delivery order,
+                    // where they go in this statement.
+                    let deliveries: Vec<(&str, &str, &str)> = if Self::WRITES_TOGETHER {
+                        chunk
+                            .iter()
+                            .flat_map(|m| {
+                                m.recipients
+                                    .iter()
+                                    .map(move |(r, _)| (r.as_str(), m.sender.as_str(), m.message_id.as_str()))
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let mut q = if deliveries.is_empty() {
+                        Self::after_writes(tx, std::mem::take(&mut writes)).await?
+                    } else {
+                        sqlx::QueryBuilder::<$db>::new("WITH m AS (")
+                    };
                     q.push(
                         "INSERT INTO messages (sender, message_id, content_hash, kind, case_id, \
                          recipient, envelope, body, standing, accepted_us) SELECT * FROM ",
@@ -1333,7 +1346,7 @@ macro_rules! sql_store {
                         " WHERE true ON CONFLICT (sender, message_id) DO NOTHING \
                          RETURNING id, sender, message_id",
                     );
-                    if with_deliveries {
+                    if !deliveries.is_empty() {
                         // Only the messages inserted; numbered in the order
                         // given (`column4`), after the turn (evaluated
                         // once, before the first row).
@@ -1354,7 +1367,12 @@ macro_rules! sql_store {
                             q.push(" WHERE ");
                             q.push(Self::IN_FEED_TURN);
                         }
-                        q.push(" ORDER BY v.column4) SELECT id, sender, message_id FROM m");
+                        q.push(" ORDER BY v.column4)");
+                        // PostgreSQL runs the WITH items nothing reads in
+                        // the reverse of their order: the writes after the
+                        // deliveries, so that the turn is taken last.
+                        Self::push_writes(&mut q, std::mem::take(&mut writes), false);
+                        q.push(" SELECT id, sender, message_id FROM m");
                     }
                     for row in q.build().fetch_all(&mut **tx).await? {
                         rows.insert((row.try_get("sender")?, row.try_get("message_id")?), row.try_get("id")?);
