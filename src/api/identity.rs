@@ -2,7 +2,9 @@
 //! (`urn:twoplace:office:<region code>` or `urn:twoplace:admin:<prefix>`).
 //! The TLS layer has already checked the chain against the configured CA.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{LazyLock, Mutex};
 
 use tonic::Request;
 use x509_parser::extensions::GeneralName;
@@ -70,7 +72,7 @@ impl Caller {
         let leaf = certs
             .first()
             .ok_or_else(|| ApiError::Unauthenticated("no client certificate".into()))?;
-        let caller = Caller::from_certificate(leaf).map_err(ApiError::Unauthenticated)?;
+        let caller = known_caller(leaf).map_err(ApiError::Unauthenticated)?;
         tracing::Span::current().record("caller", tracing::field::display(&caller));
         Ok(caller)
     }
@@ -84,6 +86,33 @@ impl Caller {
             )),
         }
     }
+}
+
+/// Certificates seen, by their DER, with whom they name (at most
+/// `KNOWN_MAX`): parsing one was a few percent of a single publish, and an
+/// office sends thousands of requests with one certificate. What a
+/// certificate names depends on its bytes alone; TLS has checked its chain
+/// for the connection it came on, whatever is cached here.
+static KNOWN: LazyLock<Mutex<HashMap<Vec<u8>, Caller>>> = LazyLock::new(Default::default);
+const KNOWN_MAX: usize = 1024;
+
+fn known_caller(der: &[u8]) -> Result<Caller, String> {
+    // A panic elsewhere while holding the lock leaves the map whole.
+    let known = || {
+        KNOWN
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    };
+    if let Some(caller) = known().get(der) {
+        return Ok(caller.clone());
+    }
+    let caller = Caller::from_certificate(der)?;
+    let mut known = known();
+    if known.len() >= KNOWN_MAX {
+        known.clear();
+    }
+    known.insert(der.to_vec(), caller.clone());
+    Ok(caller)
 }
 
 /// A caller the dashboard's HTTP layer authenticated (by its client
@@ -117,5 +146,32 @@ mod tests {
         );
         assert_eq!(Caller::from_uri("urn:twoplace:office:999999"), None);
         assert_eq!(Caller::from_uri("https://example.org"), None);
+    }
+
+    fn certificate_naming(uri: &str) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::URI(uri.try_into().unwrap()));
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn certificates_seen_again_name_whom_they_named() {
+        let office = certificate_naming("urn:twoplace:office:341502");
+        let admin = certificate_naming("urn:twoplace:admin:34");
+        let none = certificate_naming("https://example.org");
+        for _ in 0..2 {
+            assert_eq!(
+                known_caller(&office),
+                Ok(Caller::Office(RegionCode::parse("341502").unwrap()))
+            );
+            assert_eq!(
+                known_caller(&admin),
+                Ok(Caller::Admin(RegionPrefix::parse("34").unwrap()))
+            );
+            assert!(known_caller(&none).is_err());
+        }
     }
 }
