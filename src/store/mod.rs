@@ -7,6 +7,7 @@
 
 mod intake;
 mod postgres;
+mod recent;
 mod rows;
 mod sql;
 mod sqlite;

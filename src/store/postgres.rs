@@ -33,6 +33,8 @@ const FEED_TURN: &str = feed_turn!();
 
 pub struct PgStore {
     pool: PgPool,
+    /// Cases as this server last wrote them (`RecentCases`).
+    recent: super::recent::RecentCases,
 }
 
 impl PgStore {
@@ -57,7 +59,10 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            recent: Default::default(),
+        })
     }
 
     /// A turn that excludes every other writer (sweeper, acknowledgements,

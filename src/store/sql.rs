@@ -24,25 +24,55 @@ use super::{ObligationRow, StoreError, from_us, to_us};
 use crate::domain::reconcile::{Obligation, ObligationKind, ObligationState, Reconciled, Recorded};
 use crate::domain::tally::{Class, ObligationFacts};
 
+/// What a case's rows hold that reconciling it needs: what loading the
+/// case gives, and what committing its changes leaves (kept between
+/// publishes by `RecentCases`). The system's reminders are not among its
+/// messages, nor the RECEIPTs among its obligations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct CaseRows {
+    /// Its messages, in the order stored.
+    pub messages: Vec<Recorded>,
+    /// Derived obligations as stored, by key.
+    pub obligations: HashMap<String, ObligationColumns>,
+    /// Which of them the sweeper has flagged: key → (overdue, escalated).
+    pub flags: HashMap<String, (bool, bool)>,
+    /// The stored standing of its messages by (sender, message id).
+    pub standings: HashMap<(String, String), String>,
+    /// Its messages by (sender, message id): (content hash, accepted_us),
+    /// what a publish of the same id again is answered by.
+    pub taken: HashMap<(String, String), (Vec<u8>, i64)>,
+    /// Its tallied destination, orphans and open discrepancies as stored.
+    pub counted: (Option<String>, i64, i64),
+}
+
+impl CaseRows {
+    /// Which of their parts differ, by name only: they hold personal data.
+    pub fn differences(&self, other: &Self) -> Vec<&'static str> {
+        [
+            ("messages", self.messages == other.messages),
+            ("obligations", self.obligations == other.obligations),
+            ("flags", self.flags == other.flags),
+            ("standings", self.standings == other.standings),
+            ("taken", self.taken == other.taken),
+            ("counted", self.counted == other.counted),
+        ]
+        .into_iter()
+        .filter_map(|(name, same)| (!same).then_some(name))
+        .collect()
+    }
+}
+
 /// A case being worked on within one write transaction.
 pub(crate) struct CaseWork {
     pub id: Option<i64>,
-    pub messages: Vec<Recorded>,
-    pub reconciled: Option<Reconciled>,
-    /// Derived obligations as stored: key → (row id, columns).
-    pub stored: HashMap<String, (i64, ObligationColumns)>,
-    /// Which of them the sweeper has flagged: key → (overdue, escalated).
-    pub flags: HashMap<String, (bool, bool)>,
-    /// The case's origin, and its tallied destination, orphans and open
-    /// discrepancies as stored.
+    /// Its row's `version` as loaded: every write to what `rows` hold
+    /// adds one.
+    pub version: i64,
+    /// The case's origin.
     pub origin: String,
-    pub counted: (Option<String>, i64, i64),
-    /// The stored standing of its messages by (sender, message id); a
-    /// message stored in this transaction is ACTIVE.
-    pub standings: HashMap<(String, String), String>,
-    /// Its stored messages by (sender, message id): (content hash,
-    /// accepted_us), what a publish of the same id again is answered by.
-    pub taken: HashMap<(String, String), (Vec<u8>, i64)>,
+    /// As stored; once `changes` has listed the writes, as they leave it.
+    pub rows: CaseRows,
+    pub reconciled: Option<Reconciled>,
     pub dirty: bool,
     /// Its row was inserted in this transaction, already as reconciled.
     pub inserted: bool,
@@ -53,16 +83,22 @@ impl CaseWork {
     pub fn new(origin: &str) -> Self {
         CaseWork {
             id: None,
-            messages: Vec::new(),
-            reconciled: None,
-            stored: HashMap::new(),
-            flags: HashMap::new(),
+            version: 0,
             origin: origin.to_string(),
-            counted: (None, 0, 0),
-            standings: HashMap::new(),
-            taken: HashMap::new(),
+            rows: CaseRows::default(),
+            reconciled: None,
             dirty: false,
             inserted: false,
+        }
+    }
+
+    /// Its row's version once this transaction commits, if it writes the
+    /// row: a new row starts at 0.
+    pub fn committed_version(&self) -> Option<i64> {
+        match (self.dirty, self.inserted) {
+            (false, _) => None,
+            (true, true) => Some(0),
+            (true, false) => Some(self.version + 1),
         }
     }
 
@@ -96,8 +132,9 @@ impl CaseWork {
 pub(crate) struct CaseChanges {
     /// Case rows to update: (id, columns).
     pub cases: Vec<(i64, CaseColumns)>,
-    /// Obligations to update: (id, columns, rescheduled — reminders reset).
-    pub obligations: Vec<(i64, ObligationColumns, bool)>,
+    /// Obligations to update: (case id, key, columns, rescheduled —
+    /// reminders reset).
+    pub obligations: Vec<(i64, String, ObligationColumns, bool)>,
     /// Message standings to set: (sender, message id, standing).
     pub standings: Vec<(String, String, &'static str)>,
     pub new_obligations: Vec<NewObligation>,
@@ -107,19 +144,21 @@ impl CaseWork {
     /// What writing this case's reconciliation changes: its row (unless just
     /// inserted as reconciled), its obligations (new, updated, or cancelled
     /// when no longer owed — never deleted) and the standing of its
-    /// messages; and what that adds to the tallies.
+    /// messages; and what that adds to the tallies. Its `rows` become what
+    /// the writes leave.
     pub fn changes(
-        &self,
+        &mut self,
         now_us: i64,
         tallies: &mut crate::domain::tally::Tallies,
         out: &mut CaseChanges,
     ) -> Result<(), StoreError> {
-        let (Some(case_id), Some(r), Some(columns)) =
-            (self.id, self.reconciled.as_ref(), self.columns()?)
+        let columns = self.columns()?;
+        let (Some(case_id), Some(r), Some(columns)) = (self.id, self.reconciled.as_ref(), columns)
         else {
             return Ok(());
         };
-        let (old_destination, old_orphans, old_discrepancies) = &self.counted;
+        let rows = &mut self.rows;
+        let (old_destination, old_orphans, old_discrepancies) = &rows.counted;
         tallies.case(
             &self.origin,
             old_destination.as_deref(),
@@ -134,55 +173,69 @@ impl CaseWork {
             columns.open_discrepancies,
             1,
         );
+        rows.counted = (
+            columns.destination.clone(),
+            columns.orphans,
+            columns.open_discrepancies,
+        );
         if !self.inserted {
             out.cases.push((case_id, columns));
         }
+        let mut stored = HashMap::with_capacity(r.obligations.len());
         for o in &r.obligations {
             let new = ObligationColumns::of(o);
-            match self.stored.get(&o.key) {
-                Some((_, old)) if *old == new => {}
-                Some((id, old)) => {
-                    let flags = self.flags.get(&o.key).copied().unwrap_or_default();
-                    tallies.obligation(&old.facts(flags), -1);
+            let flags = rows.flags.entry(o.key.clone()).or_default();
+            match rows.obligations.remove(&o.key) {
+                Some(old) if old == new => {}
+                Some(old) => {
+                    tallies.obligation(&old.facts(*flags), -1);
                     let rescheduled = old.reschedules(&new);
-                    let kept = if rescheduled { (false, false) } else { flags };
-                    tallies.obligation(&new.facts(kept), 1);
-                    out.obligations.push((*id, new, rescheduled));
+                    if rescheduled {
+                        *flags = (false, false);
+                    }
+                    tallies.obligation(&new.facts(*flags), 1);
+                    out.obligations
+                        .push((case_id, o.key.clone(), new.clone(), rescheduled));
                 }
                 None => {
-                    tallies.obligation(&new.facts((false, false)), 1);
+                    *flags = (false, false);
+                    tallies.obligation(&new.facts(*flags), 1);
                     out.new_obligations.push(NewObligation {
                         case_id,
                         key: o.key.clone(),
-                        columns: new,
+                        columns: new.clone(),
                     });
                 }
             }
+            stored.insert(o.key.clone(), new);
         }
         // What reconciliation no longer derives is no longer owed.
-        for (key, (id, old)) in &self.stored {
-            let still = r.obligations.iter().any(|o| &o.key == key);
-            if !still && old.state == "OPEN" {
-                let flags = self.flags.get(key).copied().unwrap_or_default();
+        for (key, old) in std::mem::replace(&mut rows.obligations, stored) {
+            let kept = if old.state == "OPEN" {
+                let flags = rows.flags.get(&key).copied().unwrap_or_default();
                 tallies.obligation(&old.facts(flags), -1);
                 // Cancelled, it still counts as once open.
                 let cancelled = ObligationColumns {
                     state: "CANCELLED".into(),
                     closed_us: Some(now_us),
                     closed_by: Some("no longer owed".into()),
-                    ..old.clone()
+                    ..old
                 };
                 tallies.obligation(&cancelled.facts(flags), 1);
-                out.obligations.push((*id, cancelled, false));
-            }
+                out.obligations
+                    .push((case_id, key.clone(), cancelled.clone(), false));
+                cancelled
+            } else {
+                old
+            };
+            rows.obligations.insert(key, kept);
         }
         for ((sender, id), standing) in &r.standings {
             // Only what changed: most of a case's messages keep theirs.
-            let stored = self
-                .standings
-                .get(&(sender.as_str().to_string(), id.as_str().to_string()))
-                .map_or("ACTIVE", String::as_str);
+            let key = (sender.as_str().to_string(), id.as_str().to_string());
+            let stored = rows.standings.entry(key).or_insert_with(|| "ACTIVE".into());
             if stored != standing.as_str() {
+                *stored = standing.as_str().to_string();
                 out.standings.push((
                     sender.as_str().to_string(),
                     id.as_str().to_string(),
@@ -642,7 +695,7 @@ macro_rules! sql_store {
                 policy: &$crate::domain::Policy,
                 now: time::OffsetDateTime,
             ) -> Result<$crate::store::sql::CaseWork, $crate::store::StoreError> {
-                let mut works = Self::load_cases(tx, &[case], policy, now, None).await?;
+                let mut works = Self::load_cases(tx, &[case], policy, now, None, None).await?;
                 works
                     .remove(&(case.resident.as_str().to_string(), case.origin.to_string()))
                     .ok_or_else(|| $crate::store::sql::corrupt("a case not loaded"))
@@ -650,7 +703,8 @@ macro_rules! sql_store {
 
             /// Loads the cases a batch touches, by (resident, origin), with
             /// everything reconciliation needs: two statements for all of
-            /// them. A case not seen before gets an empty work item, and
+            /// them, or one where `recent` holds every case found as
+            /// stored. A case not seen before gets an empty work item, and
             /// with `spare` (where the backend has `NEXT_CASE_ID`) an id
             /// for its row there, taken in the same statement.
             async fn load_cases(
@@ -659,17 +713,16 @@ macro_rules! sql_store {
                 policy: &$crate::domain::Policy,
                 now: time::OffsetDateTime,
                 mut spare: Option<&mut Vec<i64>>,
+                recent: Option<&$crate::store::recent::RecentCases>,
             ) -> Result<
                 std::collections::HashMap<(String, String), $crate::store::sql::CaseWork>,
                 $crate::store::StoreError,
             > {
                 use sqlx::Row as _;
                 use std::collections::HashMap;
-                use $crate::domain::reconcile::{Recorded, reconcile};
-                use $crate::domain::{MessageId, RegionCode};
-                use $crate::store::sql::{CaseWork, ObligationColumns, corrupt};
+                use $crate::domain::reconcile::reconcile;
+                use $crate::store::sql::{CaseWork, corrupt};
                 use $crate::store::rows::{PushRows, Rows};
-                use $crate::store::{SYSTEM_SENDER, from_us};
 
                 let mut works: HashMap<(String, String), CaseWork> = HashMap::new();
                 let mut domain_keys = HashMap::new();
@@ -681,7 +734,9 @@ macro_rules! sql_store {
                     domain_keys.insert(k, *key);
                 }
                 let wanted: Vec<(String, String)> = works.keys().cloned().collect();
+                // Cases to read the rows of, and those `recent` holds.
                 let mut by_id: HashMap<i64, (String, String)> = HashMap::new();
+                let mut kept = Vec::new();
                 let next_id = Self::NEXT_CASE_ID.filter(|_| spare.is_some());
                 for chunk in wanted.chunks(<$db as PushRows>::rows_per_statement(2)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(if next_id.is_some() {
@@ -690,7 +745,7 @@ macro_rules! sql_store {
                         ""
                     });
                     q.push(
-                        "SELECT id, resident_id, origin, destination, orphans, open_discrepancies \
+                        "SELECT id, version, resident_id, origin, destination, orphans, open_discrepancies \
                          FROM cases WHERE (resident_id, origin) IN (SELECT column1, column2 FROM ",
                     );
                     <$db as PushRows>::push_rows(
@@ -704,11 +759,11 @@ macro_rules! sql_store {
                         // The cases found, then an id for each not found
                         // (a row without a key).
                         q.push(
-                            ") SELECT id, resident_id, origin, destination, orphans, open_discrepancies \
-                             FROM found UNION ALL SELECT ",
+                            ") SELECT id, version, resident_id, origin, destination, orphans, \
+                             open_discrepancies FROM found UNION ALL SELECT ",
                         );
                         q.push(next_id);
-                        q.push(", NULL, NULL, NULL, 0, 0 FROM generate_series(1, CAST(");
+                        q.push(", 0, NULL, NULL, NULL, 0, 0 FROM generate_series(1, CAST(");
                         q.push_bind(chunk.len() as i64);
                         q.push(" AS BIGINT) - (SELECT count(*) FROM found))");
                     }
@@ -725,14 +780,59 @@ macro_rules! sql_store {
                             .get_mut(&key)
                             .ok_or_else(|| corrupt("a case not asked for"))?;
                         work.id = Some(id);
-                        work.counted = (
+                        work.version = row.try_get("version")?;
+                        work.rows.counted = (
                             row.try_get("destination")?,
                             row.try_get("orphans")?,
                             row.try_get("open_discrepancies")?,
                         );
-                        by_id.insert(id, key);
+                        match recent.and_then(|r| r.take(id, work.version)) {
+                            // Checked against the rows in tests (debug
+                            // builds): what is kept must be what is stored.
+                            Some(rows) if !cfg!(debug_assertions) => work.rows = rows,
+                            Some(rows) => {
+                                kept.push((key.clone(), rows));
+                                by_id.insert(id, key);
+                            }
+                            None => {
+                                by_id.insert(id, key);
+                            }
+                        }
                     }
                 }
+                Self::load_case_rows(tx, &by_id, &mut works).await?;
+                for (key, rows) in kept {
+                    let work = &works[&key];
+                    let differ = rows.differences(&work.rows);
+                    if !differ.is_empty() {
+                        return Err(corrupt(format!(
+                            "case {:?} as kept differs from its rows in {differ:?}",
+                            work.id
+                        )));
+                    }
+                }
+                for (k, work) in works.iter_mut() {
+                    if work.id.is_some() {
+                        work.reconciled = Some(reconcile(domain_keys[k], &work.rows.messages, policy, now));
+                    }
+                }
+                Ok(works)
+            }
+
+            /// Reads the derived obligations and the messages of the cases
+            /// `by_id` names into their work items: one statement.
+            async fn load_case_rows(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                by_id: &std::collections::HashMap<i64, (String, String)>,
+                works: &mut std::collections::HashMap<(String, String), $crate::store::sql::CaseWork>,
+            ) -> Result<(), $crate::store::StoreError> {
+                use sqlx::Row as _;
+                use $crate::domain::reconcile::Recorded;
+                use $crate::domain::{MessageId, RegionCode};
+                use $crate::store::sql::{ObligationColumns, corrupt};
+                use $crate::store::rows::PushRows;
+                use $crate::store::{SYSTEM_SENDER, from_us};
+
                 let ids: Vec<i64> = by_id.keys().copied().collect();
                 // The cases' derived obligations and their messages (in
                 // order) in one statement: a round trip and a statement's
@@ -741,15 +841,15 @@ macro_rules! sql_store {
                 // message's fields share the columns of the same type.
                 for chunk in ids.chunks(<$db as PushRows>::rows_per_statement(2)) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT CAST(0 AS BIGINT) AS is_message, case_id, id, key, kind, debtor, \
+                        "SELECT CAST(0 AS BIGINT) AS is_message, case_id, key, kind, debtor, \
                          creditor, state, opened_us, due_us, escalates_us, closed_us, closed_by, detail, \
-                         reminded_overdue_us, reminded_escalated_us, NULL AS content_hash \
+                         reminded_overdue_us, reminded_escalated_us, NULL AS content_hash, id \
                          FROM obligations WHERE kind <> 'RECEIPT' AND case_id",
                     );
                     <$db as PushRows>::push_in_ids(&mut q, chunk);
                     q.push(
-                        " UNION ALL SELECT 1, case_id, id, message_id, NULL, sender, recipient, standing, \
-                         accepted_us, NULL, NULL, NULL, NULL, body, NULL, NULL, content_hash \
+                        " UNION ALL SELECT 1, case_id, message_id, NULL, sender, recipient, standing, \
+                         accepted_us, NULL, NULL, NULL, NULL, body, NULL, NULL, content_hash, id \
                          FROM messages WHERE sender <> ",
                     );
                     q.push_bind(SYSTEM_SENDER);
@@ -758,25 +858,26 @@ macro_rules! sql_store {
                     q.push(" ORDER BY is_message, case_id, id");
                     for row in q.build().fetch_all(&mut **tx).await? {
                         let case_id: i64 = row.try_get("case_id")?;
-                        let work = by_id
+                        let rows = &mut by_id
                             .get(&case_id)
                             .and_then(|k| works.get_mut(k))
-                            .ok_or_else(|| corrupt("a row of a case not asked for"))?;
+                            .ok_or_else(|| corrupt("a row of a case not asked for"))?
+                            .rows;
                         if row.try_get::<i64, _>("is_message")? == 1 {
                             let message_id: String = row.try_get("key")?;
                             let sender: String = row.try_get("debtor")?;
                             let recipient: String = row.try_get("creditor")?;
                             let body: String = row.try_get("detail")?;
                             let accepted_us: i64 = row.try_get("opened_us")?;
-                            work.standings.insert(
+                            rows.standings.insert(
                                 (sender.clone(), message_id.clone()),
                                 row.try_get("state")?,
                             );
-                            work.taken.insert(
+                            rows.taken.insert(
                                 (sender.clone(), message_id.clone()),
                                 (row.try_get("content_hash")?, accepted_us),
                             );
-                            work.messages.push(Recorded {
+                            rows.messages.push(Recorded {
                                 id: MessageId::parse(&message_id).map_err(corrupt)?,
                                 sender: RegionCode::parse_format(&sender).map_err(corrupt)?,
                                 recipient: RegionCode::parse_format(&recipient).map_err(corrupt)?,
@@ -786,33 +887,25 @@ macro_rules! sql_store {
                             });
                             continue;
                         }
-                        work.flags.insert(row.try_get("key")?, $crate::store::sql::reminded(&row)?);
-                        work.stored.insert(
+                        rows.flags.insert(row.try_get("key")?, $crate::store::sql::reminded(&row)?);
+                        rows.obligations.insert(
                             row.try_get("key")?,
-                            (
-                                row.try_get("id")?,
-                                ObligationColumns {
-                                    kind: row.try_get("kind")?,
-                                    debtor: row.try_get("debtor")?,
-                                    creditor: row.try_get("creditor")?,
-                                    state: row.try_get("state")?,
-                                    opened_us: row.try_get("opened_us")?,
-                                    due_us: row.try_get("due_us")?,
-                                    escalates_us: row.try_get("escalates_us")?,
-                                    closed_us: row.try_get("closed_us")?,
-                                    closed_by: row.try_get("closed_by")?,
-                                    detail: row.try_get("detail")?,
-                                },
-                            ),
+                            ObligationColumns {
+                                kind: row.try_get("kind")?,
+                                debtor: row.try_get("debtor")?,
+                                creditor: row.try_get("creditor")?,
+                                state: row.try_get("state")?,
+                                opened_us: row.try_get("opened_us")?,
+                                due_us: row.try_get("due_us")?,
+                                escalates_us: row.try_get("escalates_us")?,
+                                closed_us: row.try_get("closed_us")?,
+                                closed_by: row.try_get("closed_by")?,
+                                detail: row.try_get("detail")?,
+                            },
                         );
                     }
                 }
-                for (k, work) in works.iter_mut() {
-                    if work.id.is_some() {
-                        work.reconciled = Some(reconcile(domain_keys[k], &work.messages, policy, now));
-                    }
-                }
-                Ok(works)
+                Ok(())
             }
 
             /// What cases' reconciliations changed, as statements that
@@ -831,7 +924,8 @@ macro_rules! sql_store {
                         q.push(
                             "UPDATE cases SET destination = v.column2, status = v.column3, \
                              state = v.column4, findings = v.column5, open_discrepancies = v.column6, \
-                             orphans = v.column7, next_change_us = v.column8, updated_us = v.column9 FROM ",
+                             orphans = v.column7, next_change_us = v.column8, updated_us = v.column9, \
+                             version = cases.version + 1 FROM ",
                         );
                         <$db as PushRows>::push_rows(
                             q,
@@ -844,28 +938,30 @@ macro_rules! sql_store {
                         q.push(" WHERE cases.id = v.column1");
                     }));
                 }
-                for chunk in changes.obligations.chunks(<$db as PushRows>::rows_per_statement(12)) {
+                // By (case, key): an obligation inserted by an earlier
+                // publish is known by these alone (`RecentCases`).
+                for chunk in changes.obligations.chunks(<$db as PushRows>::rows_per_statement(13)) {
                     writes.push(Box::new(move |q| {
                         q.push(
-                            "UPDATE obligations SET kind = v.column2, debtor = v.column3, \
-                             creditor = v.column4, state = v.column5, opened_us = v.column6, \
-                             due_us = v.column7, escalates_us = v.column8, closed_us = v.column9, \
-                             closed_by = v.column10, detail = v.column11, \
-                             reminded_overdue_us = CASE WHEN v.column12 = 1 THEN NULL \
+                            "UPDATE obligations SET kind = v.column3, debtor = v.column4, \
+                             creditor = v.column5, state = v.column6, opened_us = v.column7, \
+                             due_us = v.column8, escalates_us = v.column9, closed_us = v.column10, \
+                             closed_by = v.column11, detail = v.column12, \
+                             reminded_overdue_us = CASE WHEN v.column13 = 1 THEN NULL \
                              ELSE obligations.reminded_overdue_us END, \
-                             reminded_escalated_us = CASE WHEN v.column12 = 1 THEN NULL \
+                             reminded_escalated_us = CASE WHEN v.column13 = 1 THEN NULL \
                              ELSE obligations.reminded_escalated_us END FROM ",
                         );
-                        let columns = chunk.iter().map(|(_, c, _)| c);
+                        let columns = chunk.iter().map(|(_, _, c, _)| c);
+                        let keys = Rows::new(chunk.len())
+                            .int(chunk.iter().map(|(case_id, ..)| *case_id))
+                            .text(chunk.iter().map(|(_, key, ..)| key.as_str()));
                         <$db as PushRows>::push_rows(
                             q,
-                            $crate::store::sql::obligation_rows(
-                                Rows::new(chunk.len()).int(chunk.iter().map(|(id, _, _)| *id)),
-                                columns,
-                            )
-                            .int(chunk.iter().map(|(_, _, rescheduled)| i64::from(*rescheduled))),
+                            $crate::store::sql::obligation_rows(keys, columns)
+                                .int(chunk.iter().map(|(.., rescheduled)| i64::from(*rescheduled))),
                         );
-                        q.push(" WHERE obligations.id = v.column1");
+                        q.push(" WHERE obligations.case_id = v.column1 AND obligations.key = v.column2");
                     }));
                 }
                 for chunk in changes.new_obligations.chunks(<$db as PushRows>::rows_per_statement(13)) {
@@ -1567,7 +1663,8 @@ macro_rules! sql_store {
                 let keys: Vec<&$crate::domain::CaseKey> = batch.iter().map(|c| &c.message.case).collect();
                 let (_guard, mut tx) = self.begin_publish(&keys).await?;
                 let mut spare = Vec::new();
-                let mut cases = Self::load_cases(&mut tx, &keys, policy, at, Some(&mut spare)).await?;
+                let mut cases =
+                    Self::load_cases(&mut tx, &keys, policy, at, Some(&mut spare), Some(&self.recent)).await?;
 
                 // The batch's ids already taken: (hash, accepted_us). Sent
                 // again, a message is usually sent for the same case: its
@@ -1575,8 +1672,8 @@ macro_rules! sql_store {
                 // makes the insert below find it taken (`Contended`), and
                 // the next try (`any_case`) looks for every id.
                 let mut taken: std::collections::HashMap<Key, (Vec<u8>, i64)> = cases
-                    .values_mut()
-                    .flat_map(|w| std::mem::take(&mut w.taken))
+                    .values()
+                    .flat_map(|w| w.rows.taken.iter().map(|(k, v)| (k.clone(), v.clone())))
                     .collect();
                 let asked = if any_case { batch } else { &[][..] };
                 for chunk in asked.chunks(<$db as PushRows>::rows_per_statement(2)) {
@@ -1711,8 +1808,10 @@ macro_rules! sql_store {
                         })
                         .collect();
                     let body = serde_json::to_string(&msg.body).map_err(corrupt)?;
-                    work.messages.push(Recorded::new(msg, at));
-                    work.reconciled = Some(reconcile(&msg.case, &work.messages, policy, at));
+                    work.rows.messages.push(Recorded::new(msg, at));
+                    work.rows.taken.insert(key.clone(), (c.content_hash.clone(), now_us));
+                    work.rows.standings.insert(key.clone(), "ACTIVE".into());
+                    work.reconciled = Some(reconcile(&msg.case, &work.rows.messages, policy, at));
                     work.dirty = true;
                     let kind = msg.body.kind();
                     fresh.insert(key, (new.len(), kind));
@@ -1745,7 +1844,7 @@ macro_rules! sql_store {
                     messages.push(m);
                 }
                 let mut changes = $crate::store::sql::CaseChanges::default();
-                for work in cases.values().filter(|w| w.dirty) {
+                for work in cases.values_mut().filter(|w| w.dirty) {
                     work.changes(now_us, &mut tallies, &mut changes)?;
                 }
                 for m in &messages {
@@ -1767,6 +1866,11 @@ macro_rules! sql_store {
                 }
                 Self::write_standings(&mut tx, &changes).await?;
                 tx.commit().await?;
+                for work in cases.into_values() {
+                    if let (Some(id), Some(version)) = (work.id, work.committed_version()) {
+                        self.recent.keep(id, version, work.rows);
+                    }
+                }
                 Ok(outcomes)
             }
         }
@@ -1833,7 +1937,7 @@ macro_rules! sql_store {
                         resident: ResidentId::parse(&resident).map_err(corrupt)?,
                         origin: RegionCode::parse_format(&origin).map_err(corrupt)?,
                     };
-                    let work = Self::load_case(&mut tx, &key, policy, now).await?;
+                    let mut work = Self::load_case(&mut tx, &key, policy, now).await?;
                     work.changes(now_us, &mut tallies, &mut changes)?;
                     report.cases_reconciled += 1;
                 }
@@ -1909,6 +2013,8 @@ macro_rules! sql_store {
                         }
                         tallies.obligation(&before, -1);
                         tallies.obligation(&after, 1);
+                        // A flag is part of what its case's publishes read:
+                        // the case's version moves with it (`RecentCases`).
                         sqlx::query(sqlx::AssertSqlSafe(format!(
                             "UPDATE obligations SET {column} = $1 WHERE id = $2"
                         )))
@@ -1916,6 +2022,10 @@ macro_rules! sql_store {
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
+                        sqlx::query("UPDATE cases SET version = version + 1 WHERE id = $1")
+                            .bind(row.try_get::<i64, _>("case_id")?)
+                            .execute(&mut *tx)
+                            .await?;
                         if inserted.is_some() {
                             if escalated {
                                 report.escalation_reminders += 1;

@@ -13,6 +13,8 @@ use super::sql::sql_store;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Cases as this server last wrote them (`RecentCases`).
+    recent: super::recent::RecentCases,
     /// SQLite has one writer at a time; waiting here is cheaper and fairer
     /// than spinning on SQLITE_BUSY.
     writer: Mutex<()>,
@@ -51,6 +53,7 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(Self {
             pool,
+            recent: Default::default(),
             writer: Mutex::new(()),
         })
     }
