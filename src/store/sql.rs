@@ -92,13 +92,15 @@ impl CaseWork {
         }
     }
 
-    /// Its row's version once this transaction commits, if it writes the
-    /// row: a new row starts at 0.
+    /// Its row's version once this transaction commits, if it has a row:
+    /// a new row starts at 0, a written one moves on, one only read (its
+    /// messages all duplicates or rejected) stays.
     pub fn committed_version(&self) -> Option<i64> {
-        match (self.dirty, self.inserted) {
-            (false, _) => None,
-            (true, true) => Some(0),
-            (true, false) => Some(self.version + 1),
+        match (self.id, self.inserted, self.dirty) {
+            (None, ..) => None,
+            (Some(_), true, _) => Some(0),
+            (Some(_), false, true) => Some(self.version + 1),
+            (Some(_), false, false) => Some(self.version),
         }
     }
 
