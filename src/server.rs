@@ -88,7 +88,7 @@ pub async fn serve(
 
     let (stopping_tx, stopping) = watch::channel(false);
     let policy = Arc::new(options.policy);
-    let feed = Arc::new(watch::channel(0).0);
+    let feed = Arc::new(crate::api::Feed::default());
     let metrics = Arc::new(Metrics::new());
     if let Some(listener) = options.metrics {
         let mut stop = stopping.clone();
@@ -204,7 +204,7 @@ async fn sweep(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     policy: Arc<Policy>,
-    feed: Arc<watch::Sender<u64>>,
+    feed: Arc<crate::api::Feed>,
     interval: Duration,
     mut stopping: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
@@ -230,7 +230,8 @@ async fn sweep(
                 metrics.swept();
                 let reminders = r.overdue_reminders + r.escalation_reminders;
                 if reminders > 0 {
-                    feed.send_modify(|n| *n = n.wrapping_add(1));
+                    // Reminders go to many offices; rare enough to wake all.
+                    feed.delivered_to_all();
                 }
                 if reminders > 0 || r.cases_reconciled > 0 {
                     tracing::info!(

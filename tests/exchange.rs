@@ -22,6 +22,7 @@ backend_tests!(
     inbox_pages_follow_the_cursor,
     a_batch_is_delivered_in_the_order_it_was_sent,
     subscribe_replays_then_pushes_and_resumes_from_a_cursor,
+    a_commit_wakes_the_live_subscribers_of_each_recipient,
     acknowledgements_record_receipt_once,
     cases_are_visible_to_their_parties_only,
     list_cases_pages_by_role,
@@ -708,6 +709,78 @@ async fn subscribe_replays_then_pushes_and_resumes_from_a_cursor(backend: Backen
         c.envelope.unwrap().message_id,
         "m-5",
         "nothing twice, nothing missed"
+    );
+    server.finish().await;
+}
+
+/// A commit wakes the live subscribers of every office it delivered to (a
+/// transfer goes to both destinations), not only its first recipient's,
+/// and they need not wait for their poll.
+async fn a_commit_wakes_the_live_subscribers_of_each_recipient(backend: Backend) {
+    // Heartbeats (each also reads the inbox) far apart: only a wake, or
+    // the poll for other servers' commits a second later, brings it.
+    let server = TestServer::start_with(&backend, Duration::from_secs(60)).await;
+    let mut origin = server.office(ORIGIN).await;
+    let id = zhang();
+    accepted(&publish(&mut origin, vec![registration("reg", DESTINATION, &id)]).await);
+
+    let mut subscribers = Vec::new();
+    for office in [DESTINATION, NEXT_DESTINATION, STRANGER] {
+        let mut client = server.office(office).await;
+        let mut stream = client
+            .subscribe(proto::SubscribeRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        // The first heartbeat follows the replay: the feed is live.
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
+                .await
+                .expect("an event within 5 s")
+                .expect("the stream is open")
+                .unwrap();
+            if let Some(Event::Heartbeat(_)) = event.event {
+                break;
+            }
+        }
+        subscribers.push((client, stream));
+    }
+
+    let transfer = envelope(
+        "move",
+        NEXT_DESTINATION,
+        &id,
+        Body::Transfer(proto::Transfer {
+            new_destination_office: NEXT_DESTINATION.into(),
+            moved_on: date(2024, 2, 20),
+            new_address: String::new(),
+        }),
+    );
+    let sent = std::time::Instant::now();
+    accepted(&publish(&mut origin, vec![transfer]).await);
+    for (_, stream) in &mut subscribers[..2] {
+        let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("the transfer within 5 s")
+            .expect("the stream is open")
+            .unwrap();
+        let Some(Event::Delivery(d)) = event.event else {
+            panic!("a delivery, not {event:?}");
+        };
+        assert_eq!(d.envelope.unwrap().message_id, "move");
+        assert!(
+            sent.elapsed() < Duration::from_millis(500),
+            "woken by the commit, not found by the poll: {:?}",
+            sent.elapsed()
+        );
+    }
+    // Not a recipient: nothing for it.
+    let (_, stranger) = &mut subscribers[2];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), stranger.next())
+            .await
+            .is_err(),
+        "a stranger was sent something"
     );
     server.finish().await;
 }

@@ -40,8 +40,8 @@ pub struct ExchangeService {
     intake: crate::store::Intake,
     clock: Arc<dyn Clock>,
     policy: Arc<Policy>,
-    /// Bumped after every commit that delivered something.
-    feed: Arc<watch::Sender<u64>>,
+    /// Wakes the live subscribers of the offices a commit delivered to.
+    feed: Arc<super::Feed>,
     heartbeat: Duration,
     /// Turns true when the server begins to shut down: live feeds end.
     stopping: watch::Receiver<bool>,
@@ -49,13 +49,13 @@ pub struct ExchangeService {
 }
 
 impl ExchangeService {
-    /// `feed` is bumped by whoever commits deliveries (publishes here, the
+    /// `feed` is told by whoever commits deliveries (publishes here, the
     /// sweeper's reminders) to wake live subscribers.
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         policy: Arc<Policy>,
-        feed: Arc<watch::Sender<u64>>,
+        feed: Arc<super::Feed>,
         heartbeat: Duration,
         stopping: watch::Receiver<bool>,
     ) -> Self {
@@ -133,11 +133,16 @@ impl ExchangeService {
         } else {
             self.intake.publish(candidates, now).await?
         };
+        // Committed: the recipients' live subscribers may read it now.
+        self.feed.delivered(stored.iter().flat_map(|o| match o {
+            Outcome::Accepted { recipients, .. } => &recipients[..],
+            _ => &[],
+        }));
         let mut accepted = 0;
         for (i, outcome) in positions.into_iter().zip(stored) {
             let out = &mut outcomes[i];
             match outcome {
-                Outcome::Accepted { at } => {
+                Outcome::Accepted { at, .. } => {
                     accepted += 1;
                     out.status = proto::PublishStatus::Accepted as i32;
                     out.accepted_at = Some(encode::timestamp(at));
@@ -151,9 +156,6 @@ impl ExchangeService {
                     out.violations = wire_violations(i, violations);
                 }
             }
-        }
-        if accepted > 0 {
-            self.feed.send_modify(|n| *n = n.wrapping_add(1));
         }
         if let Some(metrics) = &self.metrics {
             for (kind, o) in kinds.iter().zip(&outcomes) {
@@ -213,7 +215,7 @@ impl ExchangeService {
         let (tx, rx) = mpsc::channel(256);
         let store = self.store.clone();
         let clock = self.clock.clone();
-        let mut feed = self.feed.subscribe();
+        let mut feed = self.feed.subscribe(&office);
         let mut stopping = self.stopping.clone();
         let mut heartbeat = tokio::time::interval(self.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

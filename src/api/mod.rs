@@ -7,9 +7,11 @@ pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod exchange;
+pub mod feed;
 pub mod identity;
 pub mod token;
 
 pub use error::ApiError;
 pub use exchange::ExchangeService;
+pub use feed::Feed;
 pub use identity::Caller;

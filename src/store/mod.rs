@@ -92,8 +92,15 @@ pub struct Candidate {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Accepted { at: OffsetDateTime },
-    Duplicate { at: OffsetDateTime },
+    /// Stored, and delivered to `recipients` (whose live subscribers the
+    /// caller wakes).
+    Accepted {
+        at: OffsetDateTime,
+        recipients: Vec<RegionCode>,
+    },
+    Duplicate {
+        at: OffsetDateTime,
+    },
     Rejected(Vec<Violation>),
 }
 

@@ -1830,7 +1830,7 @@ macro_rules! sql_store {
                             body,
                         },
                     ));
-                    outcomes.push(Outcome::Accepted { at });
+                    outcomes.push(Outcome::Accepted { at, recipients: applied.recipients });
                 }
 
                 // Rows: new cases (their messages refer to them), each
