@@ -648,12 +648,7 @@ async fn subscribe_replays_then_pushes_and_resumes_from_a_cursor(backend: Backen
         .unwrap()
         .into_inner();
     let next_delivery = async |stream: &mut tonic::Streaming<proto::InboxEvent>| loop {
-        let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
-            .await
-            .expect("an event within 5 s")
-            .expect("the stream is open")
-            .unwrap();
-        if let Some(Event::Delivery(d)) = event.event {
+        if let Event::Delivery(d) = next_event(stream).await {
             return d;
         }
     };
@@ -669,12 +664,7 @@ async fn subscribe_replays_then_pushes_and_resumes_from_a_cursor(backend: Backen
 
     // A heartbeat carries the cursor of what was sent.
     let beat = loop {
-        let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        if let Some(Event::Heartbeat(h)) = event.event {
+        if let Event::Heartbeat(h) = next_event(&mut stream).await {
             break h;
         }
     };
@@ -733,38 +723,16 @@ async fn a_commit_wakes_the_live_subscribers_of_each_recipient(backend: Backend)
             .unwrap()
             .into_inner();
         // The first heartbeat follows the replay: the feed is live.
-        loop {
-            let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
-                .await
-                .expect("an event within 5 s")
-                .expect("the stream is open")
-                .unwrap();
-            if let Some(Event::Heartbeat(_)) = event.event {
-                break;
-            }
-        }
+        while !matches!(next_event(&mut stream).await, Event::Heartbeat(_)) {}
         subscribers.push((client, stream));
     }
 
-    let transfer = envelope(
-        "move",
-        NEXT_DESTINATION,
-        &id,
-        Body::Transfer(proto::Transfer {
-            new_destination_office: NEXT_DESTINATION.into(),
-            moved_on: date(2024, 2, 20),
-            new_address: String::new(),
-        }),
-    );
+    let moved = transfer("move", NEXT_DESTINATION, &id, date(2024, 2, 20));
     let sent = std::time::Instant::now();
-    accepted(&publish(&mut origin, vec![transfer]).await);
+    accepted(&publish(&mut origin, vec![moved]).await);
     for (_, stream) in &mut subscribers[..2] {
-        let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
-            .await
-            .expect("the transfer within 5 s")
-            .expect("the stream is open")
-            .unwrap();
-        let Some(Event::Delivery(d)) = event.event else {
+        let event = next_event(stream).await;
+        let Event::Delivery(d) = event else {
             panic!("a delivery, not {event:?}");
         };
         assert_eq!(d.envelope.unwrap().message_id, "move");
@@ -905,16 +873,7 @@ async fn cases_are_visible_to_their_parties_only(backend: Backend) {
     accepted(
         &publish(
             &mut origin,
-            vec![envelope(
-                "move-1",
-                NEXT_DESTINATION,
-                &id,
-                Body::Transfer(proto::Transfer {
-                    new_destination_office: NEXT_DESTINATION.into(),
-                    moved_on: date(2023, 9, 1),
-                    new_address: String::new(),
-                }),
-            )],
+            vec![transfer("move-1", NEXT_DESTINATION, &id, date(2023, 9, 1))],
         )
         .await,
     );

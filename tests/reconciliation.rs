@@ -392,16 +392,7 @@ async fn a_transfer_moves_what_is_owed_and_a_closure_cancels_it(backend: Backend
         .await,
     );
     server.clock.advance(time::Duration::days(5));
-    let moved = envelope(
-        "move",
-        NEXT_DESTINATION,
-        &id,
-        Body::Transfer(proto::Transfer {
-            new_destination_office: NEXT_DESTINATION.into(),
-            moved_on: date(2024, 3, 5),
-            new_address: String::new(),
-        }),
-    );
+    let moved = transfer("move", NEXT_DESTINATION, &id, date(2024, 3, 5));
     accepted(&publish(&mut origin, vec![moved]).await);
     let mut next = server.office(NEXT_DESTINATION).await;
     let owed = obligations(&mut next, proto::ObligationRole::Debtor, false).await;

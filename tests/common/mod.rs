@@ -484,6 +484,39 @@ pub fn registration(id: &str, to: &str, resident_id: &str) -> proto::Envelope {
     )
 }
 
+/// The person moves to `to`, which becomes the case's destination.
+pub fn transfer(
+    id: &str,
+    to: &str,
+    resident_id: &str,
+    moved_on: Option<proto::Date>,
+) -> proto::Envelope {
+    envelope(
+        id,
+        to,
+        resident_id,
+        proto::envelope::Body::Transfer(proto::Transfer {
+            new_destination_office: to.into(),
+            moved_on,
+            new_address: String::new(),
+        }),
+    )
+}
+
+/// A live feed's next event, within 5 s.
+pub async fn next_event(
+    stream: &mut tonic::Streaming<proto::InboxEvent>,
+) -> proto::inbox_event::Event {
+    use tokio_stream::StreamExt;
+    tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("an event within 5 s")
+        .expect("the stream is open")
+        .expect("an event, not an error")
+        .event
+        .expect("an event with a body")
+}
+
 pub fn reminder(id: &str, to: &str, resident_id: &str) -> proto::Envelope {
     envelope(
         id,
