@@ -27,12 +27,15 @@ const BEGIN_WRITE: &str = concat!(
     feed_turn!(),
     "; SELECT pg_advisory_xact_lock(8392298959273550695)"
 );
-const BEGIN_PUBLISH: &str = "BEGIN; SET LOCAL plan_cache_mode = auto; \
-                             SELECT pg_advisory_xact_lock_shared(8392298959273550693)";
+const BEGIN_PUBLISH: &str = "BEGIN; SELECT pg_advisory_xact_lock_shared(8392298959273550693)";
 const FEED_TURN: &str = feed_turn!();
 
 pub struct PgStore {
+    /// Reads, and the writers that exclude publishers.
     pool: PgPool,
+    /// Publishes: each group in flight (`WRITERS`), split into at most
+    /// `WRITERS` transactions (`store::intake`).
+    publishing: PgPool,
     /// Cases as this server last wrote them (`RecentCases`).
     recent: super::recent::RecentCases,
 }
@@ -49,18 +52,31 @@ impl PgStore {
         // cannot know that "not yet flagged and past due" is a handful of
         // rows, and parallel workers cost more to start than such a query
         // takes (BENCHMARKS.md: 12–22 ms each before, about 1 ms after).
-        let options = PgConnectOptions::from_str(url)?.options([
-            ("plan_cache_mode", "force_custom_plan"),
-            ("max_parallel_workers_per_gather", "0"),
-        ]);
+        let options =
+            PgConnectOptions::from_str(url)?.options([("max_parallel_workers_per_gather", "0")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(
+                options
+                    .clone()
+                    .options([("plan_cache_mode", "force_custom_plan")]),
+            )
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        // Publishes have connections of their own, so they never wait
+        // behind live feeds' and dashboards' reads for one (BENCHMARKS.md,
+        // thirteenth round: all sixteen taken by subscribers). Their
+        // statements are the same few plans each time: replanning them was
+        // a fifth of PostgreSQL's time during ingest.
+        let publishing = PgPoolOptions::new()
+            .max_connections((Self::WRITERS * Self::WRITERS) as u32)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.options([("plan_cache_mode", "auto")]))
+            .await?;
         Ok(Self {
             pool,
+            publishing,
             recent: Default::default(),
         })
     }
@@ -85,11 +101,9 @@ impl PgStore {
     /// neither has created yet) wait for each other and never deadlock.
     /// One lock per case, held to commit, in PostgreSQL's shared lock table
     /// (`max_locks_per_transaction` × connections entries; a group is at
-    /// most a few thousand cases). Its statements are the same few plans
-    /// each time: replanning them (the pool's `force_custom_plan`, meant for
-    /// the sweeper's and the dashboards' reads) was a fifth of PostgreSQL's
-    /// time during ingest. One round trip for all of it; the feed's turn
-    /// comes later (`IN_FEED_TURN`).
+    /// most a few thousand cases), on a connection of the publishers' own
+    /// (`publishing`). One round trip for all of it; the feed's turn comes
+    /// later (`IN_FEED_TURN`).
     async fn begin_publish(
         &self,
         cases: &[&crate::domain::CaseKey],
@@ -106,7 +120,12 @@ impl PgStore {
              FROM unnest('{{{}}}'::int4[]) AS k",
             locks.join(",")
         );
-        Ok(((), self.pool.begin_with(sqlx::AssertSqlSafe(begin)).await?))
+        Ok((
+            (),
+            self.publishing
+                .begin_with(sqlx::AssertSqlSafe(begin))
+                .await?,
+        ))
     }
 
     /// Waits for the feed's turn, held to commit: deliveries get their
