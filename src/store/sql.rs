@@ -1894,7 +1894,11 @@ macro_rules! sql_store {
                 loop {
                     match self.publish_once(batch, policy, now, tries > 1).await {
                         Err($crate::store::StoreError::Contended(e)) if tries < 5 => {
-                            tracing::debug!(tries, error = ?e, "publish contended, writing it again");
+                            // The database's message only: the detail of a
+                            // unique violation names the key, a resident's
+                            // full ID number among them.
+                            let error = e.as_ref().map_or_else(|| "an id taken".to_string(), ToString::to_string);
+                            tracing::debug!(tries, error, "publish contended, writing it again");
                             tries += 1;
                         }
                         done => return done,
