@@ -349,7 +349,7 @@ pub trait Store: Send + Sync + 'static {
     /// Open obligations, and those of them past due at `now`.
     async fn open_obligations(&self, now: OffsetDateTime) -> Result<(i64, i64), StoreError>;
 
-    /// Connections open and idle in the pool.
+    /// Connections open and idle, in all of the store's pools.
     fn pool_use(&self) -> (u32, u32);
 
     /// How many publishing transactions are worth running at once.

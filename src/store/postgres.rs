@@ -128,6 +128,11 @@ impl PgStore {
         ))
     }
 
+    /// The publishers' own connections (beside `pool`).
+    fn publishing_pool(&self) -> Option<&PgPool> {
+        Some(&self.publishing)
+    }
+
     /// Waits for the feed's turn, held to commit: deliveries get their
     /// sequence numbers in commit order, and the tallies (read, merged and
     /// written) are written by one transaction at a time.

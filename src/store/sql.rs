@@ -1,7 +1,7 @@
 //! The SQL both backends run, written once. `sql_store!` implements
 //! [`Store`](super::Store) for a backend type that provides `pool`,
 //! `begin_write`, `begin_publish` (with the cases' locks), `begin_fold`,
-//! `take_feed_turn`, `IN_FEED_TURN`, `BEGIN_SNAPSHOT`, `WRITES_TOGETHER`,
+//! `publishing_pool`, `take_feed_turn`, `IN_FEED_TURN`, `BEGIN_SNAPSHOT`, `WRITES_TOGETHER`,
 //! `NEXT_CASE_ID` and `WRITERS` (how that backend orders writers and reads,
 //! and what it sends together).
 //!
@@ -2687,7 +2687,9 @@ macro_rules! sql_store {
             }
 
             fn pool_use(&self) -> (u32, u32) {
-                (self.pool.size(), self.pool.num_idle() as u32)
+                std::iter::once(&self.pool)
+                    .chain(self.publishing_pool())
+                    .fold((0, 0), |(open, idle), p| (open + p.size(), idle + p.num_idle() as u32))
             }
 
             fn writers(&self) -> usize {

@@ -84,6 +84,11 @@ impl SqliteStore {
         self.begin_write().await
     }
 
+    /// Publishers share the one pool (they write one at a time anyway).
+    fn publishing_pool(&self) -> Option<&SqlitePool> {
+        None
+    }
+
     /// A read transaction keeps its snapshot in WAL mode.
     const BEGIN_SNAPSHOT: &str = "BEGIN";
 
