@@ -564,6 +564,24 @@ async fn two_servers_remind_exactly_once(backend: Backend) {
     sent.sort();
     sent.dedup();
     assert_eq!(sent.len(), overdue.len() + escalated, "and never twice");
+    // The sweep flagged every case's obligations at once; the publishes
+    // that answer them now start from the flagged cases, not from those
+    // the server kept from their first publish (`finish` recounts the
+    // tallies the flags are part of).
+    let answers = (0..20)
+        .map(|i| {
+            let id = resident(&format!("34150219850615{i:02}2"));
+            reply(&format!("ans-{i}"), ORIGIN, &id, &format!("ask-{i}"))
+        })
+        .collect();
+    accepted(&publish(&mut destination, answers).await);
+    let owed = obligations(&mut destination, proto::ObligationRole::Debtor, false).await;
+    for i in 0..20 {
+        assert_eq!(
+            find(&owed, &format!("ANSWER_REQUEST:341502:ask-{i}")).state,
+            proto::ObligationState::FulfilledLate as i32
+        );
+    }
     replica.finish().await;
     server.finish().await;
 }

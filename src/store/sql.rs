@@ -1917,7 +1917,8 @@ macro_rules! sql_store {
                 use sqlx::Row as _;
                 use $crate::domain::reconcile::ObligationKind;
                 use $crate::domain::{CaseKey, RegionCode, ResidentId};
-                use $crate::store::sql::{FACT_COLUMNS, corrupt, obligation_facts, threshold};
+                use $crate::store::rows::{PushRows, Rows};
+                use $crate::store::sql::{corrupt, obligation_facts, threshold};
                 use $crate::store::{ReminderDue, SYSTEM_SENDER, SweepReport, from_us, to_us};
 
                 let (_guard, mut tx) = self.begin_write().await?;
@@ -1951,16 +1952,22 @@ macro_rules! sql_store {
 
                 // Reminders: once per obligation and threshold. The
                 // reminded_* column is the fast path; the message id is the
-                // guarantee.
+                // guarantee. A few statements for all of them: the sweep
+                // excludes every publisher while it runs (a statement per
+                // reminder held them off for seconds: BENCHMARKS.md).
                 for escalated in [false, true] {
                     let sql = if escalated {
-                        "SELECT o.id, o.case_id, o.kind, o.debtor, o.due_us, o.detail, \
-                         c.resident_id, c.origin FROM obligations o JOIN cases c ON c.id = o.case_id \
+                        "SELECT o.id, o.case_id, o.kind, o.debtor, o.creditor, o.state, o.opened_us, \
+                         o.due_us, o.escalates_us, o.closed_us, o.reminded_overdue_us, \
+                         o.reminded_escalated_us, o.detail, c.resident_id, c.origin \
+                         FROM obligations o JOIN cases c ON c.id = o.case_id \
                          WHERE o.state = 'OPEN' AND o.escalates_us < $1 \
                          AND o.reminded_escalated_us IS NULL ORDER BY o.escalates_us LIMIT $2"
                     } else {
-                        "SELECT o.id, o.case_id, o.kind, o.debtor, o.due_us, o.detail, \
-                         c.resident_id, c.origin FROM obligations o JOIN cases c ON c.id = o.case_id \
+                        "SELECT o.id, o.case_id, o.kind, o.debtor, o.creditor, o.state, o.opened_us, \
+                         o.due_us, o.escalates_us, o.closed_us, o.reminded_overdue_us, \
+                         o.reminded_escalated_us, o.detail, c.resident_id, c.origin \
+                         FROM obligations o JOIN cases c ON c.id = o.case_id \
                          WHERE o.state = 'OPEN' AND o.due_us < $1 \
                          AND o.reminded_overdue_us IS NULL ORDER BY o.due_us LIMIT $2"
                     };
@@ -1969,8 +1976,12 @@ macro_rules! sql_store {
                         .bind(i64::from(limit))
                         .fetch_all(&mut *tx)
                         .await?;
+                    let mut reminders = Vec::with_capacity(rows.len());
+                    // (obligation, its case) of each reminder.
+                    let mut flagged: Vec<(i64, i64)> = Vec::with_capacity(rows.len());
                     for row in rows {
                         let id: i64 = row.try_get("id")?;
+                        let case_id: i64 = row.try_get("case_id")?;
                         let kind: String = row.try_get("kind")?;
                         let due = ReminderDue {
                             message_id: format!("reminder-{id}-{}", threshold(escalated)),
@@ -1983,34 +1994,7 @@ macro_rules! sql_store {
                             due_at: from_us(row.try_get("due_us")?)?,
                             escalated,
                         };
-                        let bytes = envelope(&due);
-                        let hash = ring::digest::digest(&ring::digest::SHA256, &bytes);
-                        let reminder = [$crate::store::sql::NewMessage {
-                            case_id: row.try_get("case_id")?,
-                            sender: SYSTEM_SENDER.to_string(),
-                            message_id: due.message_id.clone(),
-                            content_hash: hash.as_ref().to_vec(),
-                            kind: "REMINDER",
-                            recipients: vec![(due.debtor.clone(), None)],
-                            envelope: bytes,
-                            body: "{\"Reminder\":{\"about\":null}}".into(),
-                        }];
-                        // Reminders are owed no receipt.
-                        let ids = Self::insert_messages(&mut tx, &reminder, now_us, $crate::store::sql::Turn::Held)
-                            .await?;
-                        let inserted = ids.first().copied().flatten();
-                        let column = if escalated {
-                            "reminded_escalated_us"
-                        } else {
-                            "reminded_overdue_us"
-                        };
-                        let before = sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "SELECT {FACT_COLUMNS} FROM obligations WHERE id = $1"
-                        )))
-                        .bind(id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        let before = obligation_facts(&before)?;
+                        let before = obligation_facts(&row)?;
                         let mut after = before.clone();
                         if escalated {
                             after.flagged_escalated = true;
@@ -2019,26 +2003,49 @@ macro_rules! sql_store {
                         }
                         tallies.obligation(&before, -1);
                         tallies.obligation(&after, 1);
+                        let bytes = envelope(&due);
+                        let hash = ring::digest::digest(&ring::digest::SHA256, &bytes);
+                        reminders.push($crate::store::sql::NewMessage {
+                            case_id,
+                            sender: SYSTEM_SENDER.to_string(),
+                            message_id: due.message_id,
+                            content_hash: hash.as_ref().to_vec(),
+                            kind: "REMINDER",
+                            // Reminders are owed no receipt.
+                            recipients: vec![(due.debtor, None)],
+                            envelope: bytes,
+                            body: "{\"Reminder\":{\"about\":null}}".into(),
+                        });
+                        flagged.push((id, case_id));
+                    }
+                    let ids = Self::insert_messages(&mut tx, &reminders, now_us, $crate::store::sql::Turn::Held)
+                        .await?;
+                    let sent = ids.iter().filter(|id| id.is_some()).count() as u64;
+                    if escalated {
+                        report.escalation_reminders += sent;
+                    } else {
+                        report.overdue_reminders += sent;
+                    }
+                    let column = if escalated {
+                        "reminded_escalated_us"
+                    } else {
+                        "reminded_overdue_us"
+                    };
+                    for chunk in flagged.chunks(<$db as PushRows>::rows_per_statement(2)) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(format!("UPDATE obligations SET {column} = "));
+                        q.push_bind(now_us);
+                        q.push(" WHERE id IN (SELECT column1 FROM ");
+                        <$db as PushRows>::push_rows(&mut q, Rows::new(chunk.len()).int(chunk.iter().map(|(id, _)| *id)));
+                        q.push(")");
+                        q.build().execute(&mut *tx).await?;
                         // A flag is part of what its case's publishes read:
                         // the case's version moves with it (`RecentCases`).
-                        sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "UPDATE obligations SET {column} = $1 WHERE id = $2"
-                        )))
-                        .bind(now_us)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                        sqlx::query("UPDATE cases SET version = version + 1 WHERE id = $1")
-                            .bind(row.try_get::<i64, _>("case_id")?)
-                            .execute(&mut *tx)
-                            .await?;
-                        if inserted.is_some() {
-                            if escalated {
-                                report.escalation_reminders += 1;
-                            } else {
-                                report.overdue_reminders += 1;
-                            }
-                        }
+                        let mut q = sqlx::QueryBuilder::<$db>::new(
+                            "UPDATE cases SET version = version + 1 WHERE id IN (SELECT column1 FROM ",
+                        );
+                        <$db as PushRows>::push_rows(&mut q, Rows::new(chunk.len()).int(chunk.iter().map(|(_, case)| *case)));
+                        q.push(")");
+                        q.build().execute(&mut *tx).await?;
                     }
                 }
                 Self::record_tally_changes(&mut tx, tallies).await?;
