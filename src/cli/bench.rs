@@ -6,9 +6,11 @@
 //!    `--baseline-server`), both in their own process.
 //! 2. Ingest: office clients publishing the simulator's traffic in batches
 //!    of 100 and one by one, against the same messages' rows written
-//!    straight through sqlx: batched transactions of multi-row statements
-//!    (and, for comparison, of a statement per row), and single-row
-//!    transactions.
+//!    straight through sqlx: the rows batched ingest stored, in batched
+//!    transactions of multi-row statements, right after it; and single-row
+//!    transactions, taking turns with the single publishes a third of the
+//!    messages at a time. (For comparison, also the batched messages alone,
+//!    multi-row and a statement per row.)
 //! 3. Fan-out: publish → a subscribed destination receives it, with 100
 //!    destinations subscribed.
 //! 4. Backlog at scale: N obligations generated straight into the database,
@@ -77,6 +79,9 @@ pub struct BenchArgs {
     baseline_pki: Option<PathBuf>,
 }
 
+/// Turns that single publishes and their ceiling take (`measure`).
+const SINGLE_TURNS: usize = 3;
+
 struct Sizes {
     ingest_cases: usize,
     single_messages: usize,
@@ -92,6 +97,10 @@ struct Sizes {
 struct Latencies(Vec<Duration>);
 
 impl Latencies {
+    fn extend(&mut self, other: Latencies) {
+        self.0.extend(other.0);
+    }
+
     fn ms(&self, q: f64) -> f64 {
         let mut v = self.0.clone();
         v.sort_unstable();
@@ -238,15 +247,56 @@ impl MachineCpu {
         MachineCpu { ticks }
     }
 
-    /// CPU µs a message since `self`, and the share of the cores busy.
-    pub(super) fn per_message(&self, messages: usize) -> (f64, f64) {
-        match (self.ticks, MachineCpu::now().ticks) {
-            (Some((b0, t0)), Some((b1, t1))) if messages > 0 && t1 > t0 => (
-                (b1 - b0) as f64 * 10_000.0 / messages as f64,
-                (b1 - b0) as f64 / (t1 - t0) as f64,
+    /// The stretch of work from `self` and `started` to now: `messages`,
+    /// the seconds, and the machine's CPU ticks meanwhile.
+    pub(super) fn stretch(&self, started: Instant, messages: usize) -> Stretch {
+        Stretch {
+            messages,
+            secs: started.elapsed().as_secs_f64(),
+            ticks: match (self.ticks, MachineCpu::now().ticks) {
+                (Some((b0, t0)), Some((b1, t1))) => Some((b1 - b0, t1 - t0)),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Work measured over a stretch of time. Stretches of one kind add up: a
+/// phase measured in turns with its ceiling reports one figure per side.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Stretch {
+    messages: usize,
+    secs: f64,
+    /// Busy and all ticks (`MachineCpu`), or None where unreadable.
+    ticks: Option<(u64, u64)>,
+}
+
+impl Stretch {
+    /// Messages a second.
+    pub(super) fn rate(&self) -> f64 {
+        self.messages as f64 / self.secs
+    }
+
+    /// The machine's CPU µs a message, and the share of the cores busy.
+    pub(super) fn cpu(&self) -> (f64, f64) {
+        match self.ticks {
+            Some((busy, all)) if self.messages > 0 && all > 0 => (
+                busy as f64 * 10_000.0 / self.messages as f64,
+                busy as f64 / all as f64,
             ),
             _ => (f64::NAN, f64::NAN),
         }
+    }
+
+    fn add(&mut self, other: Stretch) {
+        self.ticks = match (self.ticks, other.ticks) {
+            (Some((b0, t0)), Some((b1, t1))) => Some((b0 + b1, t0 + t1)),
+            // Nothing added yet.
+            (None, ticks) if self.messages == 0 => ticks,
+            _ => None,
+        };
+        self.messages += other.messages;
+        self.secs += other.secs;
     }
 }
 
@@ -477,11 +527,11 @@ async fn measure(
             &mut f.transport_baseline_cpu_us,
         ),
     ] {
-        let cpu = MachineCpu::now();
+        let (cpu, started) = (MachineCpu::now(), Instant::now());
         let (n, lat) = health_load(target, pki, &offices, sizes.transport).await?;
         *rps = n as f64 / sizes.transport.as_secs_f64();
         *p50 = lat.ms(0.5);
-        (*cpu_us, _) = cpu.per_message(n as usize);
+        (*cpu_us, _) = cpu.stretch(started, n as usize).cpu();
     }
     let mut baseline = baseline.1;
     let _ = baseline.kill().await;
@@ -494,16 +544,22 @@ async fn measure(
         .filter(|(o, _)| offices.contains(o))
         .collect();
     eprintln!("  batched ingest starts");
-    let cpu = MachineCpu::now();
-    let (n, secs, lat) = publish_all(server.addr, pki, &batched, 100).await?;
-    (f.ingest_batched_cpu_us, f.ingest_batched_busy) = cpu.per_message(n);
-    // What ingest stored, for the ceiling that writes the same rows.
-    let stored = Arc::new(super::bench_load::StoredRows::read(&url).await?);
-    f.rows_per_message = stored.len() as f64 / n as f64;
-    f.ingest_batched_msgs = n;
-    f.ingest_batched_mps = n as f64 / secs;
+    let (ours, lat) = publish_all(server.addr, pki, &batched, 100).await?;
+    (f.ingest_batched_cpu_us, f.ingest_batched_busy) = ours.cpu();
+    f.ingest_batched_msgs = ours.messages;
+    f.ingest_batched_mps = ours.rate();
     f.ingest_batched_p50_ms = lat.ms(0.5);
     f.ingest_batched_p99_ms = lat.ms(0.99);
+    // Its ceiling: what ingest stored, written again at once (a ceiling
+    // measured minutes later met another machine: BENCHMARKS.md).
+    let stored = Arc::new(super::bench_load::StoredRows::read(&url).await?);
+    f.rows_per_message = stored.len() as f64 / ours.messages as f64;
+    let ceiling_url =
+        fresh_database(backend, args, dir, &format!("{backend}_ceiling_stored")).await?;
+    let ceiling =
+        super::bench_load::ceiling_stored_rows(&ceiling_url, stored, 100, args.clients).await?;
+    f.ceiling_stored_rows_mps = ceiling.rate();
+    (f.ceiling_stored_rows_cpu_us, f.ceiling_stored_rows_busy) = ceiling.cpu();
     eprintln!("  batched ingest done");
 
     let single: BTreeMap<String, Vec<proto::Envelope>> =
@@ -515,13 +571,35 @@ async fn measure(
                 (o, q)
             })
             .collect();
-    let cpu = MachineCpu::now();
-    let (n, secs, lat) = publish_all(server.addr, pki, &single, 1).await?;
-    (f.ingest_single_cpu_us, f.ingest_single_busy) = cpu.per_message(n);
-    f.ingest_single_msgs = n;
-    f.ingest_single_mps = n as f64 / secs;
+    // Single publishes and their ceiling take turns, a slice of the
+    // messages each, so that the machine's drift falls on both alike (in
+    // one place the ceiling's own CPU a message moved by a fifth from run to
+    // run).
+    let ceiling_url =
+        fresh_database(backend, args, dir, &format!("{backend}_ceiling_single")).await?;
+    use super::bench_load::Statements::{MultiRow, PerRow};
+    let (mut ours, mut ceiling_single, mut lat) = Default::default();
+    for turn in 0..SINGLE_TURNS {
+        let slice: BTreeMap<String, Vec<proto::Envelope>> = single
+            .iter()
+            .map(|(office, queue)| {
+                let share = |k: usize| k * queue.len() / SINGLE_TURNS;
+                (office.clone(), queue[share(turn)..share(turn + 1)].to_vec())
+            })
+            .collect();
+        let (stretch, latencies) = publish_all(server.addr, pki, &slice, 1).await?;
+        Stretch::add(&mut ours, stretch);
+        Latencies::extend(&mut lat, latencies);
+        let stretch = ceiling_of(&ceiling_url, &slice, 1, args.clients, PerRow).await?;
+        Stretch::add(&mut ceiling_single, stretch);
+    }
+    (f.ingest_single_cpu_us, f.ingest_single_busy) = ours.cpu();
+    f.ingest_single_msgs = ours.messages;
+    f.ingest_single_mps = ours.rate();
     f.ingest_single_p50_ms = lat.ms(0.5);
     f.ingest_single_p99_ms = lat.ms(0.99);
+    f.ceiling_single_mps = ceiling_single.rate();
+    (f.ceiling_single_cpu_us, f.ceiling_single_busy) = ceiling_single.cpu();
     eprintln!("  single ingest done");
     f.rss_ingest_mib = server.peak_rss_mib();
 
@@ -532,37 +610,17 @@ async fn measure(
     eprintln!("  fan-out done");
     server.stop().await;
 
-    // The storage ceilings, each on a fresh database of the same schema.
-    use super::bench_load::Statements::{MultiRow, PerRow};
-    for (name, traffic, batch, statements, mps) in [
-        (
-            "batched",
-            &batched,
-            100,
-            MultiRow,
-            &mut f.ceiling_batched_mps,
-        ),
-        (
-            "per_row",
-            &batched,
-            100,
-            PerRow,
-            &mut f.ceiling_batched_per_row_mps,
-        ),
-        ("single", &single, 1, PerRow, &mut f.ceiling_single_mps),
+    // For comparison, only the batched messages' rows, each way, each on a
+    // fresh database of the same schema.
+    for (name, statements, mps) in [
+        ("batched", MultiRow, &mut f.ceiling_batched_mps),
+        ("per_row", PerRow, &mut f.ceiling_batched_per_row_mps),
     ] {
         let url = fresh_database(backend, args, dir, &format!("{backend}_ceiling_{name}")).await?;
-        let (rate, cpu) = ceiling(&url, traffic, batch, args.clients, statements).await?;
-        *mps = rate;
-        if name == "single" {
-            (f.ceiling_single_cpu_us, f.ceiling_single_busy) = cpu;
-        }
+        *mps = ceiling_of(&url, &batched, 100, args.clients, statements)
+            .await?
+            .rate();
     }
-    let url = fresh_database(backend, args, dir, &format!("{backend}_ceiling_stored")).await?;
-    (
-        f.ceiling_stored_rows_mps,
-        (f.ceiling_stored_rows_cpu_us, f.ceiling_stored_rows_busy),
-    ) = super::bench_load::ceiling_stored_rows(&url, stored, 100, args.clients).await?;
     eprintln!("  ceilings done");
 
     // 4: backlog at scale.
@@ -683,12 +741,12 @@ async fn publish_all(
     pki: &DevPki,
     traffic: &BTreeMap<String, Vec<proto::Envelope>>,
     batch: usize,
-) -> Result<(usize, f64, Latencies)> {
+) -> Result<(Stretch, Latencies)> {
     let mut clients = Vec::new();
     for office in traffic.keys() {
         clients.push(ExchangeClient::new(channel(addr, pki, office).await?));
     }
-    let started = Instant::now();
+    let (cpu, started) = (MachineCpu::now(), Instant::now());
     let mut tasks = Vec::new();
     for (mut client, queue) in clients.into_iter().zip(traffic.values().cloned()) {
         tasks.push(tokio::spawn(async move {
@@ -717,20 +775,20 @@ async fn publish_all(
     for t in tasks {
         all.0.extend(t.await??);
     }
-    let secs = started.elapsed().as_secs_f64();
-    Ok((traffic.values().map(Vec::len).sum(), secs, all))
+    let messages = traffic.values().map(Vec::len).sum();
+    Ok((cpu.stretch(started, messages), all))
 }
 
 /// The same messages written straight through sqlx: a message row and a
 /// delivery row each, `batch` messages per transaction, from `clients`
-/// tasks. Messages per second, and the CPU a message (`MachineCpu`).
-async fn ceiling(
+/// tasks.
+async fn ceiling_of(
     url: &str,
     traffic: &BTreeMap<String, Vec<proto::Envelope>>,
     batch: usize,
     clients: usize,
     statements: super::bench_load::Statements,
-) -> Result<(f64, (f64, f64))> {
+) -> Result<Stretch> {
     use prost::Message as _;
     let rows: Vec<CeilingRow> = traffic
         .iter()

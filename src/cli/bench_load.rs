@@ -266,21 +266,32 @@ pub enum Statements {
     MultiRow,
 }
 
+/// Opens the connections `clients` writers will use before the clock
+/// starts, as the server's are open by the time it is measured.
+async fn connect_all<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, clients: usize) -> Result<()> {
+    let mut held = Vec::new();
+    for _ in 0..clients.min(pool.options().get_max_connections() as usize) {
+        held.push(pool.acquire().await?);
+    }
+    Ok(())
+}
+
 /// Writes the queued chunks from `clients` tasks, one transaction per
 /// chunk: messages per second and the machine's CPU a message with how
 /// busy it was (`MachineCpu`). On SQLite the writers take turns in
 /// process, as the service's do, instead of sleeping in SQLite's busy
 /// handler.
-pub async fn ceiling_writes(
+pub(super) async fn ceiling_writes(
     url: &str,
     queue: Arc<Mutex<Vec<Vec<CeilingRow>>>>,
     clients: usize,
     n: usize,
     statements: Statements,
-) -> Result<(f64, (f64, f64))> {
+) -> Result<super::bench::Stretch> {
     macro_rules! run {
         ($db:ty, $pool:expr, $turn:expr, $p:ident => $begin:expr) => {{
             let pool = $pool.clone();
+            connect_all(&pool, clients).await?;
             let turn = Arc::new(Mutex::new(()));
             let case: i64 = sqlx::query_scalar(
                 "INSERT INTO cases (resident_id, origin, status, state, created_us, updated_us) \
@@ -371,7 +382,7 @@ pub async fn ceiling_writes(
             for t in tasks {
                 t.await??;
             }
-            (n as f64 / started.elapsed().as_secs_f64(), cpu.per_message(n))
+            cpu.stretch(started, n)
         }};
     }
     Ok(if url.starts_with("sqlite:") {
@@ -517,17 +528,18 @@ impl StoredRows {
 /// parallel transactions cannot all find their parents committed, and a
 /// ceiling may only err high. Messages per second, and the machine's CPU
 /// a message with how busy it was (`MachineCpu`).
-pub async fn ceiling_stored_rows(
+pub(super) async fn ceiling_stored_rows(
     url: &str,
     stored: Arc<StoredRows>,
     batch: usize,
     clients: usize,
-) -> Result<(f64, (f64, f64))> {
+) -> Result<super::bench::Stretch> {
     let transactions = stored.messages.div_ceil(batch.max(1)).max(1);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     macro_rules! run {
         ($db:ty, $pool:expr, $turn:expr, $begin:expr, $overriding:expr) => {{
             let pool = $pool.clone();
+            connect_all(&pool, clients).await?;
             let turn = Arc::new(Mutex::new(()));
             let (started, cpu) = (Instant::now(), super::bench::MachineCpu::now());
             let mut tasks = Vec::new();
@@ -568,10 +580,7 @@ pub async fn ceiling_stored_rows(
             for t in tasks {
                 t.await??;
             }
-            (
-                stored.messages as f64 / started.elapsed().as_secs_f64(),
-                cpu.per_message(stored.messages),
-            )
+            cpu.stretch(started, stored.messages)
         }};
     }
     Ok(if url.starts_with("sqlite:") {
