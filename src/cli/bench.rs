@@ -550,8 +550,9 @@ async fn measure(
     f.ingest_batched_mps = ours.rate();
     f.ingest_batched_p50_ms = lat.ms(0.5);
     f.ingest_batched_p99_ms = lat.ms(0.99);
-    // Its ceiling: what ingest stored, written again at once (a ceiling
-    // measured minutes later met another machine: BENCHMARKS.md).
+    // Its ceiling: what ingest stored, written again at once, so that the
+    // machine's drift between phases falls on neither alone (BENCHMARKS.md,
+    // fifteenth round).
     let stored = Arc::new(super::bench_load::StoredRows::read(&url).await?);
     f.rows_per_message = stored.len() as f64 / ours.messages as f64;
     let ceiling_url =
@@ -572,9 +573,9 @@ async fn measure(
             })
             .collect();
     // Single publishes and their ceiling take turns, a slice of the
-    // messages each, so that the machine's drift falls on both alike (in
-    // one place the ceiling's own CPU a message moved by a fifth from run to
-    // run).
+    // messages each, so that the machine's drift falls on both alike (the
+    // ceiling's own CPU a message moved by a quarter between runs of one
+    // binary: BENCHMARKS.md, fifteenth round).
     let ceiling_url =
         fresh_database(backend, args, dir, &format!("{backend}_ceiling_single")).await?;
     use super::bench_load::Statements::{MultiRow, PerRow};
