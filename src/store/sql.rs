@@ -1956,22 +1956,22 @@ macro_rules! sql_store {
                 // excludes every publisher while it runs (a statement per
                 // reminder held them off for seconds: BENCHMARKS.md).
                 for escalated in [false, true] {
-                    let sql = if escalated {
-                        "SELECT o.id, o.case_id, o.kind, o.debtor, o.creditor, o.state, o.opened_us, \
-                         o.due_us, o.escalates_us, o.closed_us, o.reminded_overdue_us, \
-                         o.reminded_escalated_us, o.detail, c.resident_id, c.origin \
-                         FROM obligations o JOIN cases c ON c.id = o.case_id \
-                         WHERE o.state = 'OPEN' AND o.escalates_us < $1 \
-                         AND o.reminded_escalated_us IS NULL ORDER BY o.escalates_us LIMIT $2"
+                    // The threshold's time and the column that records its
+                    // reminder: names from this list only.
+                    let (past, column) = if escalated {
+                        ("escalates_us", "reminded_escalated_us")
                     } else {
+                        ("due_us", "reminded_overdue_us")
+                    };
+                    let sql = format!(
                         "SELECT o.id, o.case_id, o.kind, o.debtor, o.creditor, o.state, o.opened_us, \
                          o.due_us, o.escalates_us, o.closed_us, o.reminded_overdue_us, \
                          o.reminded_escalated_us, o.detail, c.resident_id, c.origin \
                          FROM obligations o JOIN cases c ON c.id = o.case_id \
-                         WHERE o.state = 'OPEN' AND o.due_us < $1 \
-                         AND o.reminded_overdue_us IS NULL ORDER BY o.due_us LIMIT $2"
-                    };
-                    let rows = sqlx::query(sql)
+                         WHERE o.state = 'OPEN' AND o.{past} < $1 \
+                         AND o.{column} IS NULL ORDER BY o.{past} LIMIT $2"
+                    );
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                         .bind(now_us)
                         .bind(i64::from(limit))
                         .fetch_all(&mut *tx)
@@ -2026,11 +2026,6 @@ macro_rules! sql_store {
                     } else {
                         report.overdue_reminders += sent;
                     }
-                    let column = if escalated {
-                        "reminded_escalated_us"
-                    } else {
-                        "reminded_overdue_us"
-                    };
                     for chunk in flagged.chunks(<$db as PushRows>::rows_per_statement(2)) {
                         let mut q = sqlx::QueryBuilder::<$db>::new(format!("UPDATE obligations SET {column} = "));
                         q.push_bind(now_us);
