@@ -1918,7 +1918,7 @@ macro_rules! sql_store {
                 use $crate::domain::reconcile::ObligationKind;
                 use $crate::domain::{CaseKey, RegionCode, ResidentId};
                 use $crate::store::rows::{PushRows, Rows};
-                use $crate::store::sql::{corrupt, obligation_facts, threshold};
+                use $crate::store::sql::{FACT_COLUMNS, corrupt, obligation_facts, threshold};
                 use $crate::store::{ReminderDue, SYSTEM_SENDER, SweepReport, from_us, to_us};
 
                 let (_guard, mut tx) = self.begin_write().await?;
@@ -1963,13 +1963,13 @@ macro_rules! sql_store {
                     } else {
                         ("due_us", "reminded_overdue_us")
                     };
+                    // With their facts (`obligation_facts`), for the tallies.
                     let sql = format!(
-                        "SELECT o.id, o.case_id, o.kind, o.debtor, o.creditor, o.state, o.opened_us, \
-                         o.due_us, o.escalates_us, o.closed_us, o.reminded_overdue_us, \
-                         o.reminded_escalated_us, o.detail, c.resident_id, c.origin \
-                         FROM obligations o JOIN cases c ON c.id = o.case_id \
-                         WHERE o.state = 'OPEN' AND o.{past} < $1 \
-                         AND o.{column} IS NULL ORDER BY o.{past} LIMIT $2"
+                        "SELECT o.*, c.resident_id, c.origin FROM \
+                         (SELECT id, case_id, detail, {FACT_COLUMNS} FROM obligations \
+                          WHERE state = 'OPEN' AND {past} < $1 AND {column} IS NULL \
+                          ORDER BY {past} LIMIT $2) o \
+                         JOIN cases c ON c.id = o.case_id ORDER BY o.{past}"
                     );
                     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                         .bind(now_us)
