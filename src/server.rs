@@ -217,6 +217,7 @@ async fn sweep(
                 _ = stopping.wait_for(|s| *s) => return,
             }
         }
+        let started = std::time::Instant::now();
         let report = store
             .sweep(
                 &policy,
@@ -238,6 +239,7 @@ async fn sweep(
                         cases = r.cases_reconciled,
                         overdue = r.overdue_reminders,
                         escalated = r.escalation_reminders,
+                        millis = started.elapsed().as_millis() as u64,
                         "swept"
                     );
                 }

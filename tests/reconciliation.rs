@@ -19,6 +19,7 @@ backend_tests!(
     a_transfer_moves_what_is_owed_and_a_closure_cancels_it,
     receipts_are_owed_until_acknowledged,
     a_new_period_opens_its_feedback_obligation,
+    two_servers_open_a_new_period_once_beside_publishes,
     two_servers_remind_exactly_once,
     the_policy_is_readable,
     obligations_are_filtered_as_asked,
@@ -522,6 +523,91 @@ async fn a_new_period_opens_its_feedback_obligation(backend: Backend) {
         periods(&owed).last().map(String::as_str) == Some("2024Q2")
     })
     .await;
+    server.finish().await;
+}
+
+/// Every case reaches a new period at the same instant; both servers'
+/// sweepers reconcile them beside publishers (under the cases' locks), and
+/// feedback for the new period races them to half the cases.
+async fn two_servers_open_a_new_period_once_beside_publishes(backend: Backend) {
+    let server = start(&backend).await;
+    let replica = server.replica().await;
+    // The last hour of 2024Q1 in Shanghai.
+    server
+        .clock
+        .set(time::macros::datetime!(2024-03-31 23:00 +8));
+    let ids: Vec<String> = (0..30)
+        .map(|i| resident(&format!("34150219850615{i:02}4")))
+        .collect();
+    let mut origin = server.office(ORIGIN).await;
+    let registrations = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| registration(&format!("reg-{i}"), DESTINATION, id))
+        .collect();
+    accepted(&publish(&mut origin, registrations).await);
+
+    server.clock.advance(time::Duration::hours(2));
+    let feedback = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 0)
+        .map(|(i, id)| {
+            envelope(
+                &format!("fb-{i}"),
+                ORIGIN,
+                id,
+                Body::PregnancyCheckFeedback(proto::PregnancyCheckFeedback {
+                    period: "2024Q2".into(),
+                    result: Some(proto::pregnancy_check_feedback::Result::Checked(
+                        proto::pregnancy_check_feedback::Checked {
+                            checked_on: date(2024, 4, 1),
+                            outcome: proto::CheckOutcome::Normal as i32,
+                        },
+                    )),
+                }),
+            )
+        })
+        .collect();
+    accepted(&publish(&mut server.office(DESTINATION).await, feedback).await);
+    let q2 = |list: Vec<proto::Obligation>| -> Vec<(String, i32)> {
+        let mut q2: Vec<_> = list
+            .into_iter()
+            .filter(|o| o.kind == proto::ObligationKind::PeriodicFeedback as i32)
+            .filter(|o| o.detail == "2024Q2")
+            .map(|o| (o.resident_id, o.state))
+            .collect();
+        q2.sort();
+        q2
+    };
+    eventually("every case's 2024Q2 obligation", || async {
+        let owed = obligations(
+            &mut server.office(ORIGIN).await,
+            proto::ObligationRole::Creditor,
+            false,
+        )
+        .await;
+        q2(owed).len() >= ids.len()
+    })
+    .await;
+    // Let both sweepers run a few more times.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let owed = q2(obligations(&mut origin, proto::ObligationRole::Creditor, false).await);
+    let mut expected: Vec<(String, i32)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let state = if i % 2 == 0 {
+                proto::ObligationState::FulfilledOnTime
+            } else {
+                proto::ObligationState::Open
+            };
+            (id.clone(), state as i32)
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(owed, expected, "one each, fulfilled where fed back");
+    replica.finish().await;
     server.finish().await;
 }
 

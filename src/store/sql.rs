@@ -13,10 +13,11 @@
 //! N, and a feed cursor can never skip a row that commits late. Every
 //! writer records its changes to the tallies as a row of its own; the
 //! tally folder adds them to the stored tallies, one fold at a time, and
-//! readers add what it has not yet (in one snapshot). Every other writer (the sweeper,
-//! acknowledgements, counting tallies) excludes publishers and takes the
-//! feed's turn: each reminder and each re-reconciliation happens once,
-//! whichever server's sweeper gets there first.
+//! readers add what it has not yet (in one snapshot). The sweeper reconciles
+//! cases a new period has reached as a publisher would, under their locks.
+//! Every other writer (the sweeper's reminders, acknowledgements, counting
+//! tallies) excludes publishers and takes the feed's turn: each reminder
+//! happens once, whichever server's sweeper gets there first.
 
 use std::collections::HashMap;
 
@@ -129,7 +130,7 @@ impl CaseWork {
 }
 
 /// What reconciling cases changed, written together at the end of a
-/// transaction (see `write_changes`).
+/// transaction (`change_writes`, `write_standings`).
 #[derive(Default)]
 pub(crate) struct CaseChanges {
     /// Case rows to update: (id, columns).
@@ -689,20 +690,6 @@ pub(crate) type Write<'a, DB> = Box<dyn FnOnce(&mut sqlx::QueryBuilder<DB>) + Se
 macro_rules! sql_store {
     ($store:ty, $db:ty) => {
         impl $store {
-            /// Loads a case and everything reconciliation needs, or an empty
-            /// work item for a case not seen before.
-            async fn load_case(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                case: &$crate::domain::CaseKey,
-                policy: &$crate::domain::Policy,
-                now: time::OffsetDateTime,
-            ) -> Result<$crate::store::sql::CaseWork, $crate::store::StoreError> {
-                let mut works = Self::load_cases(tx, &[case], policy, now, None, None).await?;
-                works
-                    .remove(&(case.resident.as_str().to_string(), case.origin.to_string()))
-                    .ok_or_else(|| $crate::store::sql::corrupt("a case not loaded"))
-            }
-
             /// Loads the cases a batch touches, by (resident, origin), with
             /// everything reconciliation needs: two statements for all of
             /// them, or one where `recent` holds every case found as
@@ -1036,16 +1023,6 @@ macro_rules! sql_store {
                     write(q);
                     q.push(") ");
                 }
-            }
-
-            /// Writes what cases' reconciliations changed.
-            async fn write_changes(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                changes: &$crate::store::sql::CaseChanges,
-                now_us: i64,
-            ) -> Result<(), $crate::store::StoreError> {
-                Self::run_writes(tx, Self::change_writes(changes, now_us)).await?;
-                Self::write_standings(tx, changes).await
             }
 
             /// Writes the messages' standings that reconciliations changed.
@@ -1875,6 +1852,73 @@ macro_rules! sql_store {
                 }
                 Ok(outcomes)
             }
+            /// Reconciles the cases a new feedback period has reached (at
+            /// most `limit`), as a publish would: holding only their locks,
+            /// beside publishers, loading them in a statement or two. Every
+            /// case reaches a new period on the same day; a pass of 500
+            /// loaded one by one, excluding every publisher, took a quarter
+            /// of a second on PostgreSQL (BENCHMARKS.md). Returns how many
+            /// it reconciled: a case another server's sweep or a publish
+            /// reconciled meanwhile is read again under its lock and
+            /// changes nothing.
+            async fn reconcile_due_cases(
+                &self,
+                policy: &$crate::domain::Policy,
+                now: time::OffsetDateTime,
+                limit: u32,
+            ) -> Result<u64, $crate::store::StoreError> {
+                use sqlx::Row as _;
+                use $crate::domain::{CaseKey, RegionCode, ResidentId};
+                use $crate::store::sql::corrupt;
+                use $crate::store::{StoreError, to_us};
+
+                let now_us = to_us(now);
+                let due = sqlx::query(
+                    "SELECT resident_id, origin FROM cases \
+                     WHERE next_change_us IS NOT NULL AND next_change_us <= $1 \
+                     ORDER BY next_change_us LIMIT $2",
+                )
+                .bind(now_us)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                if due.is_empty() {
+                    return Ok(0);
+                }
+                let keys = due
+                    .iter()
+                    .map(|row| -> Result<CaseKey, StoreError> {
+                        let resident: String = row.try_get("resident_id")?;
+                        let origin: String = row.try_get("origin")?;
+                        Ok(CaseKey {
+                            resident: ResidentId::parse(&resident).map_err(corrupt)?,
+                            origin: RegionCode::parse_format(&origin).map_err(corrupt)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let keys: Vec<&CaseKey> = keys.iter().collect();
+                let (_guard, mut tx) = self.begin_publish(&keys).await?;
+                let mut cases = Self::load_cases(&mut tx, &keys, policy, now, None, Some(&self.recent)).await?;
+                let mut tallies = $crate::domain::tally::Tallies::default();
+                let mut changes = $crate::store::sql::CaseChanges::default();
+                let mut reconciled = 0;
+                for work in cases.values_mut().filter(|w| w.id.is_some()) {
+                    work.changes(now_us, &mut tallies, &mut changes)?;
+                    work.dirty = true;
+                    reconciled += 1;
+                }
+                let mut writes = Self::change_writes(&changes, now_us);
+                writes.extend(Self::tally_writes(tallies));
+                Self::run_writes(&mut tx, writes).await?;
+                Self::write_standings(&mut tx, &changes).await?;
+                tx.commit().await?;
+                for work in cases.into_values() {
+                    if let (Some(id), Some(version)) = (work.id, work.committed_version()) {
+                        self.recent.keep(id, version, work.rows);
+                    }
+                }
+                Ok(reconciled)
+            }
         }
 
         #[async_trait::async_trait]
@@ -1916,39 +1960,19 @@ macro_rules! sql_store {
             ) -> Result<$crate::store::SweepReport, $crate::store::StoreError> {
                 use sqlx::Row as _;
                 use $crate::domain::reconcile::ObligationKind;
-                use $crate::domain::{CaseKey, RegionCode, ResidentId};
                 use $crate::store::rows::{PushRows, Rows};
                 use $crate::store::sql::{FACT_COLUMNS, corrupt, obligation_facts, threshold};
                 use $crate::store::{ReminderDue, SYSTEM_SENDER, SweepReport, from_us, to_us};
 
+                // Cases a new feedback period has reached, beside
+                // publishers; then reminders, excluding them.
+                let mut report = SweepReport {
+                    cases_reconciled: self.reconcile_due_cases(policy, now, limit).await?,
+                    ..SweepReport::default()
+                };
                 let (_guard, mut tx) = self.begin_write().await?;
                 let mut tallies = $crate::domain::tally::Tallies::default();
                 let now_us = to_us(now);
-                let mut report = SweepReport::default();
-                let mut changes = $crate::store::sql::CaseChanges::default();
-
-                // Cases a new feedback period has reached.
-                let due_cases = sqlx::query(
-                    "SELECT resident_id, origin FROM cases \
-                     WHERE next_change_us IS NOT NULL AND next_change_us <= $1 \
-                     ORDER BY next_change_us LIMIT $2",
-                )
-                .bind(now_us)
-                .bind(i64::from(limit))
-                .fetch_all(&mut *tx)
-                .await?;
-                for row in due_cases {
-                    let resident: String = row.try_get("resident_id")?;
-                    let origin: String = row.try_get("origin")?;
-                    let key = CaseKey {
-                        resident: ResidentId::parse(&resident).map_err(corrupt)?,
-                        origin: RegionCode::parse_format(&origin).map_err(corrupt)?,
-                    };
-                    let mut work = Self::load_case(&mut tx, &key, policy, now).await?;
-                    work.changes(now_us, &mut tallies, &mut changes)?;
-                    report.cases_reconciled += 1;
-                }
-                Self::write_changes(&mut tx, &changes, now_us).await?;
 
                 // Reminders: once per obligation and threshold. The
                 // reminded_* column is the fast path; the message id is the
