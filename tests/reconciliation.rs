@@ -21,6 +21,7 @@ backend_tests!(
     a_new_period_opens_its_feedback_obligation,
     two_servers_open_a_new_period_once_beside_publishes,
     two_servers_remind_exactly_once,
+    acknowledgements_close_receipts_beside_two_sweepers,
     the_policy_is_readable,
     obligations_are_filtered_as_asked,
 );
@@ -670,6 +671,80 @@ async fn two_servers_remind_exactly_once(backend: Backend) {
     }
     replica.finish().await;
     server.finish().await;
+}
+
+/// Acknowledgements run beside the sweepers (and each other): the receipts
+/// they close are being flagged overdue, then escalated, by two servers'
+/// sweepers at once. Each receipt ends closed, each reminder is sent at
+/// most once, and `finish` recounts the tallies both kinds of write change.
+async fn acknowledgements_close_receipts_beside_two_sweepers(backend: Backend) {
+    let server = start(&backend).await;
+    let replica = server.replica().await;
+    let mut origin = server.office(ORIGIN).await;
+    let registrations = (0..60)
+        .map(|i| {
+            let id = resident(&format!("34150219850615{i:02}6"));
+            plain_registration(&format!("reg-{i}"), DESTINATION, &id)
+        })
+        .collect();
+    accepted(&publish(&mut origin, registrations).await);
+    // Receipts are due in 3 days and escalate in 6: a third acknowledged
+    // while they turn overdue, the rest while they escalate.
+    server.clock.advance(time::Duration::days(4));
+    acknowledge_through(&server, &replica, 0..20).await;
+    server.clock.advance(time::Duration::days(3));
+    acknowledge_through(&server, &replica, 20..60).await;
+    // Let both sweepers run a few more times.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut destination = server.office(DESTINATION).await;
+    let owed = obligations(&mut destination, proto::ObligationRole::Debtor, false).await;
+    for i in 0..60 {
+        let receipt = find(&owed, &format!("RECEIPT:{DESTINATION}:{ORIGIN}:reg-{i}"));
+        assert_eq!(
+            receipt.state,
+            proto::ObligationState::FulfilledLate as i32,
+            "reg-{i}"
+        );
+    }
+    let mut sent = reminders(&mut destination).await;
+    let all = sent.len();
+    sent.sort();
+    sent.dedup();
+    assert_eq!(sent.len(), all, "no reminder twice");
+    replica.finish().await;
+    server.finish().await;
+}
+
+/// Acknowledges the registrations `reg-<i>` in `range` one message at a
+/// time, the even ones through one server while the odd ones go through
+/// the other.
+async fn acknowledge_through(
+    server: &TestServer,
+    replica: &TestServer,
+    range: std::ops::Range<usize>,
+) {
+    let even = range.clone().filter(|i| i % 2 == 0);
+    let odd = range.filter(|i| i % 2 == 1);
+    tokio::join!(
+        acknowledge_each(server.office(DESTINATION).await, even),
+        acknowledge_each(replica.office(DESTINATION).await, odd),
+    );
+}
+
+async fn acknowledge_each(mut client: ExchangeClient<Channel>, each: impl Iterator<Item = usize>) {
+    for i in each {
+        client
+            .acknowledge(proto::AcknowledgeRequest {
+                up_to_cursor: String::new(),
+                messages: vec![proto::MessageRef {
+                    sender_office: ORIGIN.into(),
+                    message_id: format!("reg-{i}"),
+                }],
+            })
+            .await
+            .unwrap();
+    }
 }
 
 async fn the_policy_is_readable(backend: Backend) {

@@ -30,6 +30,9 @@ const BEGIN_WRITE: &str = concat!(
 const BEGIN_PUBLISH: &str = "BEGIN; SELECT pg_advisory_xact_lock_shared(8392298959273550693)";
 const FEED_TURN: &str = feed_turn!();
 
+/// The first key of acknowledgements' locks ("tpoa"); cases' are 1953523831.
+const ACKNOWLEDGING: i32 = 0x7470_6f61;
+
 pub struct PgStore {
     /// Reads, and the writers that exclude publishers.
     pool: PgPool,
@@ -128,6 +131,20 @@ impl PgStore {
         ))
     }
 
+    /// An acknowledgement's transaction: beside publishers and sweepers
+    /// (it closes RECEIPTs and marks deliveries, which neither loads nor
+    /// changes), one at a time per recipient, whose rows are all it
+    /// touches. The office code (six digits) is its lock's key.
+    async fn begin_acknowledge(
+        &self,
+        recipient: &crate::domain::RegionCode,
+    ) -> Result<((), Transaction<'static, sqlx::Postgres>), sqlx::Error> {
+        let office: u32 = recipient.as_str().parse().unwrap_or_default();
+        let begin =
+            format!("{BEGIN_PUBLISH}; SELECT pg_advisory_xact_lock({ACKNOWLEDGING}, {office})");
+        Ok(((), self.pool.begin_with(sqlx::AssertSqlSafe(begin)).await?))
+    }
+
     /// The publishers' own connections (beside `pool`).
     fn publishing_pool(&self) -> Option<&PgPool> {
         Some(&self.publishing)
@@ -142,6 +159,11 @@ impl PgStore {
         sqlx::query(FEED_TURN).execute(&mut **tx).await?;
         Ok(())
     }
+
+    /// A sweeper's flagging skips the obligations an acknowledgement is
+    /// closing: neither ever waits for the other's rows, so the two never
+    /// deadlock (`send_reminders`).
+    const LOCK_SKIPPING: &str = " FOR UPDATE SKIP LOCKED";
 
     /// Waits for the feed's turn, as a statement's WHERE: PostgreSQL
     /// evaluates it once, before the statement's first row.

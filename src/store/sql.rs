@@ -1,7 +1,7 @@
 //! The SQL both backends run, written once. `sql_store!` implements
 //! [`Store`](super::Store) for a backend type that provides `pool`,
-//! `begin_write`, `begin_publish` (with the cases' locks), `begin_fold`,
-//! `publishing_pool`, `take_feed_turn`, `IN_FEED_TURN`, `BEGIN_SNAPSHOT`, `WRITES_TOGETHER`,
+//! `begin_write`, `begin_publish` (with the cases' locks), `begin_acknowledge`, `begin_fold`,
+//! `publishing_pool`, `take_feed_turn`, `IN_FEED_TURN`, `LOCK_SKIPPING`, `BEGIN_SNAPSHOT`, `WRITES_TOGETHER`,
 //! `NEXT_CASE_ID` and `WRITERS` (how that backend orders writers and reads,
 //! and what it sends together).
 //!
@@ -14,10 +14,12 @@
 //! writer records its changes to the tallies as a row of its own; the
 //! tally folder adds them to the stored tallies, one fold at a time, and
 //! readers add what it has not yet (in one snapshot). The sweeper reconciles
-//! cases a new period has reached as a publisher would, under their locks.
-//! Every other writer (the sweeper's reminders, acknowledgements, counting
-//! tallies) excludes publishers and takes the feed's turn: each reminder
-//! happens once, whichever server's sweeper gets there first.
+//! cases a new period has reached as a publisher would, and flags what it
+//! reminds of, under the locks of those cases: each reminder happens once,
+//! whichever server's sweeper gets there first. Acknowledgements close
+//! RECEIPTs and mark deliveries, rows no publisher reads or changes, one at
+//! a time per recipient. Only counting and checking the tallies excludes
+//! every other writer.
 
 use std::collections::HashMap;
 
@@ -259,15 +261,6 @@ pub(crate) struct CaseColumns {
     pub open_discrepancies: i64,
     pub orphans: i64,
     pub next_change_us: Option<i64>,
-}
-
-/// Where a writer stands with the feed's turn when it delivers messages.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Turn {
-    /// It holds the turn already (it excludes every other writer).
-    Held,
-    /// Its deliveries wait for the turn, held then to commit.
-    Take,
 }
 
 /// A message accepted in this transaction, written with the others of its
@@ -1344,21 +1337,9 @@ macro_rules! sql_store {
                 Ok(tallies.settled())
             }
 
-            /// Stores messages: one statement per few hundred rows. Returns
-            /// each message's row id, or None where (sender, message id) was
-            /// already taken.
-            async fn insert_messages(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                messages: &[$crate::store::sql::NewMessage],
-                now_us: i64,
-                turn: $crate::store::sql::Turn,
-            ) -> Result<Vec<Option<i64>>, $crate::store::StoreError> {
-                Self::insert_messages_after(tx, messages, now_us, Vec::new(), turn).await
-            }
-
             /// Inserts messages after `writes` and delivers them, numbered
-            /// in the order of `messages`, in the feed's turn (`turn`: the
-            /// caller holds it, or the deliveries wait for it). Returns each
+            /// in the order of `messages`, in the feed's turn (the deliveries
+            /// wait for it, and hold it to commit). Returns each
             /// message's id, or None where its id was taken. On PostgreSQL
             /// it is one statement: the messages, their deliveries and the
             /// writes as its WITH items, the deliveries waiting for the
@@ -1369,13 +1350,12 @@ macro_rules! sql_store {
                 messages: &[$crate::store::sql::NewMessage],
                 now_us: i64,
                 mut writes: Vec<$crate::store::sql::Write<'_, $db>>,
-                turn: $crate::store::sql::Turn,
             ) -> Result<Vec<Option<i64>>, $crate::store::StoreError> {
                 use sqlx::Row as _;
                 use std::collections::HashMap;
                 use $crate::store::rows::{PushRows, Rows};
 
-                let mut take_turn = turn == $crate::store::sql::Turn::Take;
+                let mut take_turn = true;
                 let mut rows: HashMap<(String, String), i64> = HashMap::with_capacity(messages.len());
                 for chunk in messages.chunks(<$db as PushRows>::rows_per_statement(10)) {
                     // (recipient, sender, message id) in delivery order,
@@ -1467,10 +1447,10 @@ macro_rules! sql_store {
                 Ok(ids)
             }
 
-            /// Delivers stored messages (`ids` as `insert_messages` gave
-            /// them), numbered in the order of `messages`, in the feed's
-            /// turn: the caller holds it, or with `take_turn` the first
-            /// statement waits for it (no round trip of its own).
+            /// Delivers stored messages (`ids` as `insert_messages_after`
+            /// found them), numbered in the order of `messages`, in the
+            /// feed's turn: with `take_turn` the first statement waits for
+            /// it (no round trip of its own), else the caller holds it.
             async fn deliver(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 messages: &[$crate::store::sql::NewMessage],
@@ -1835,7 +1815,7 @@ macro_rules! sql_store {
                 let mut writes = new_cases;
                 writes.extend(Self::change_writes(&changes, now_us));
                 writes.extend(Self::tally_writes(tallies));
-                let ids = Self::insert_messages_after(&mut tx, &messages, now_us, writes, $crate::store::sql::Turn::Take)
+                let ids = Self::insert_messages_after(&mut tx, &messages, now_us, writes)
                     .await
                     .map_err(Self::case_taken)?;
                 if ids.iter().any(Option::is_none) {
@@ -1919,6 +1899,172 @@ macro_rules! sql_store {
                 }
                 Ok(reconciled)
             }
+
+            /// Delivers a reminder for each obligation past a threshold (due,
+            /// escalates) and not yet reminded of it, at most `limit` of
+            /// each, and flags it: beside publishers, holding the locks of
+            /// the obligations' cases (a publish reads its case's flags), in
+            /// a few statements. Once per obligation and threshold: the
+            /// statement that flags an obligation finds it unflagged in one
+            /// sweeper only, which then sends its reminder; the reminder's
+            /// message id is the second guard. It skips an obligation an
+            /// acknowledgement is closing meanwhile (`LOCK_SKIPPING`): the
+            /// next pass finds it if it is still open. Returns (overdue,
+            /// escalation) reminders sent.
+            async fn send_reminders(
+                &self,
+                now: time::OffsetDateTime,
+                limit: u32,
+                envelope: &$crate::store::ReminderEnvelope,
+            ) -> Result<(u64, u64), $crate::store::StoreError> {
+                use sqlx::Row as _;
+                use std::collections::HashMap;
+                use $crate::domain::reconcile::ObligationKind;
+                use $crate::domain::{CaseKey, RegionCode, ResidentId};
+                use $crate::store::rows::{PushRows, Rows};
+                use $crate::store::sql::{FACT_COLUMNS, corrupt, obligation_facts, threshold};
+                use $crate::store::{ReminderDue, SYSTEM_SENDER, StoreError, from_us, to_us};
+
+                let now_us = to_us(now);
+                // The threshold's time and the column that records its
+                // reminder, for (overdue, escalated): names from this list
+                // only.
+                let thresholds = [(false, "due_us", "reminded_overdue_us"), (true, "escalates_us", "reminded_escalated_us")];
+                // Each threshold's candidates, and their cases: (resident, origin) by id.
+                let mut candidates: [Vec<i64>; 2] = Default::default();
+                let mut cases: HashMap<i64, (String, String)> = HashMap::new();
+                for (i, (_, past, column)) in thresholds.iter().enumerate() {
+                    let sql = format!(
+                        "SELECT o.id, o.case_id, c.resident_id, c.origin FROM \
+                         (SELECT id, case_id, {past} FROM obligations \
+                          WHERE state = 'OPEN' AND {past} < $1 AND {column} IS NULL \
+                          ORDER BY {past} LIMIT $2) o \
+                         JOIN cases c ON c.id = o.case_id ORDER BY o.{past}, o.id"
+                    );
+                    for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(now_us)
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await?
+                    {
+                        candidates[i].push(row.try_get("id")?);
+                        cases.insert(row.try_get("case_id")?, (row.try_get("resident_id")?, row.try_get("origin")?));
+                    }
+                }
+                if cases.is_empty() {
+                    return Ok((0, 0));
+                }
+                let keys = cases
+                    .values()
+                    .map(|(resident, origin)| -> Result<CaseKey, StoreError> {
+                        Ok(CaseKey {
+                            resident: ResidentId::parse(resident).map_err(corrupt)?,
+                            origin: RegionCode::parse_format(origin).map_err(corrupt)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let keys: Vec<&CaseKey> = keys.iter().collect();
+                let (_guard, mut tx) = self.begin_publish(&keys).await?;
+                let mut tallies = $crate::domain::tally::Tallies::default();
+                // Both thresholds' reminders, overdue first, and their cases.
+                let mut reminders = Vec::new();
+                let mut overdue = 0;
+                let mut flagged_cases = Vec::new();
+                for (i, (escalated, past, column)) in thresholds.into_iter().enumerate() {
+                    let mut flagged_rows = Vec::new();
+                    for chunk in candidates[i].chunks(<$db as PushRows>::rows_per_statement(1)) {
+                        // Those still open and unflagged, locked, found
+                        // once (MATERIALIZED): as the UPDATE's subquery,
+                        // PostgreSQL ran it again for every row it
+                        // scanned where the table's statistics were stale,
+                        // 60 s for 500 reminders.
+                        let mut q = sqlx::QueryBuilder::<$db>::new(
+                            "WITH flagged AS MATERIALIZED (SELECT id FROM obligations WHERE id IN (SELECT column1 FROM ",
+                        );
+                        <$db as PushRows>::push_rows(&mut q, Rows::new(chunk.len()).int(chunk.iter().copied()));
+                        q.push(format_args!(") AND state = 'OPEN' AND {column} IS NULL AND {past} < "));
+                        q.push_bind(now_us);
+                        q.push(Self::LOCK_SKIPPING);
+                        q.push(format_args!(") UPDATE obligations SET {column} = "));
+                        q.push_bind(now_us);
+                        q.push(format_args!(
+                            " WHERE id IN (SELECT id FROM flagged) RETURNING id, case_id, detail, {FACT_COLUMNS}"
+                        ));
+                        flagged_rows.extend(q.build().fetch_all(&mut *tx).await?);
+                    }
+                    // Delivered in the order the thresholds were passed,
+                    // as the candidates were found (RETURNING has none).
+                    let found: HashMap<i64, usize> = candidates[i].iter().enumerate().map(|(n, id)| (*id, n)).collect();
+                    flagged_rows.sort_by_key(|row| row.try_get::<i64, _>("id").ok().and_then(|id| found.get(&id).copied()));
+                    for row in flagged_rows {
+                        let id: i64 = row.try_get("id")?;
+                        let case_id: i64 = row.try_get("case_id")?;
+                        let kind: String = row.try_get("kind")?;
+                        let (resident_id, origin) = cases
+                            .get(&case_id)
+                            .ok_or_else(|| corrupt("a reminder of a case not asked for"))?
+                            .clone();
+                        let due = ReminderDue {
+                            message_id: format!("reminder-{id}-{}", threshold(escalated)),
+                            resident_id,
+                            origin,
+                            debtor: row.try_get("debtor")?,
+                            kind: ObligationKind::parse(&kind)
+                                .ok_or_else(|| corrupt(format!("kind {kind}")))?,
+                            detail: row.try_get("detail")?,
+                            due_at: from_us(row.try_get("due_us")?)?,
+                            escalated,
+                        };
+                        // The row as flagged, and as it was just before.
+                        let after = obligation_facts(&row)?;
+                        let mut before = after.clone();
+                        if escalated {
+                            before.flagged_escalated = false;
+                        } else {
+                            before.flagged_overdue = false;
+                        }
+                        tallies.obligation(&before, -1);
+                        tallies.obligation(&after, 1);
+                        let bytes = envelope(&due);
+                        let hash = ring::digest::digest(&ring::digest::SHA256, &bytes);
+                        reminders.push($crate::store::sql::NewMessage {
+                            case_id,
+                            sender: SYSTEM_SENDER.to_string(),
+                            message_id: due.message_id,
+                            content_hash: hash.as_ref().to_vec(),
+                            kind: "REMINDER",
+                            // Reminders are owed no receipt.
+                            recipients: vec![(due.debtor, None)],
+                            envelope: bytes,
+                            body: "{\"Reminder\":{\"about\":null}}".into(),
+                        });
+                        flagged_cases.push(case_id);
+                    }
+                    if !escalated {
+                        overdue = reminders.len();
+                    }
+                }
+                // A flag is part of what its case's publishes read: the
+                // case's version moves with it (`RecentCases`). With the
+                // tallies' changes, written with the reminders.
+                let mut writes: Vec<$crate::store::sql::Write<'_, $db>> = Vec::new();
+                for chunk in flagged_cases.chunks(<$db as PushRows>::rows_per_statement(1)) {
+                    writes.push(Box::new(move |q| {
+                        q.push("UPDATE cases SET version = version + 1 WHERE id IN (SELECT column1 FROM ");
+                        <$db as PushRows>::push_rows(q, Rows::new(chunk.len()).int(chunk.iter().copied()));
+                        q.push(")");
+                    }));
+                }
+                writes.extend(Self::tally_writes(tallies));
+                let ids = if reminders.is_empty() {
+                    Vec::new()
+                } else {
+                    Self::insert_messages_after(&mut tx, &reminders, now_us, writes).await?
+                };
+                let sent = |ids: &[Option<i64>]| ids.iter().filter(|id| id.is_some()).count() as u64;
+                tx.commit().await?;
+                Ok((sent(&ids[..overdue]), sent(&ids[overdue..])))
+            }
         }
 
         #[async_trait::async_trait]
@@ -1958,118 +2104,16 @@ macro_rules! sql_store {
                 limit: u32,
                 envelope: &$crate::store::ReminderEnvelope,
             ) -> Result<$crate::store::SweepReport, $crate::store::StoreError> {
-                use sqlx::Row as _;
-                use $crate::domain::reconcile::ObligationKind;
-                use $crate::store::rows::{PushRows, Rows};
-                use $crate::store::sql::{FACT_COLUMNS, corrupt, obligation_facts, threshold};
-                use $crate::store::{ReminderDue, SYSTEM_SENDER, SweepReport, from_us, to_us};
-
-                // Cases a new feedback period has reached, beside
-                // publishers; then reminders, excluding them.
-                let mut report = SweepReport {
-                    cases_reconciled: self.reconcile_due_cases(policy, now, limit).await?,
-                    ..SweepReport::default()
-                };
-                let (_guard, mut tx) = self.begin_write().await?;
-                let mut tallies = $crate::domain::tally::Tallies::default();
-                let now_us = to_us(now);
-
-                // Reminders: once per obligation and threshold. The
-                // reminded_* column is the fast path; the message id is the
-                // guarantee. A few statements for all of them: the sweep
-                // excludes every publisher while it runs (a statement per
-                // reminder held them off for seconds: BENCHMARKS.md).
-                for escalated in [false, true] {
-                    // The threshold's time and the column that records its
-                    // reminder: names from this list only.
-                    let (past, column) = if escalated {
-                        ("escalates_us", "reminded_escalated_us")
-                    } else {
-                        ("due_us", "reminded_overdue_us")
-                    };
-                    // With their facts (`obligation_facts`), for the tallies.
-                    let sql = format!(
-                        "SELECT o.*, c.resident_id, c.origin FROM \
-                         (SELECT id, case_id, detail, {FACT_COLUMNS} FROM obligations \
-                          WHERE state = 'OPEN' AND {past} < $1 AND {column} IS NULL \
-                          ORDER BY {past} LIMIT $2) o \
-                         JOIN cases c ON c.id = o.case_id ORDER BY o.{past}"
-                    );
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .bind(now_us)
-                        .bind(i64::from(limit))
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    let mut reminders = Vec::with_capacity(rows.len());
-                    // (obligation, its case) of each reminder.
-                    let mut flagged: Vec<(i64, i64)> = Vec::with_capacity(rows.len());
-                    for row in rows {
-                        let id: i64 = row.try_get("id")?;
-                        let case_id: i64 = row.try_get("case_id")?;
-                        let kind: String = row.try_get("kind")?;
-                        let due = ReminderDue {
-                            message_id: format!("reminder-{id}-{}", threshold(escalated)),
-                            resident_id: row.try_get("resident_id")?,
-                            origin: row.try_get("origin")?,
-                            debtor: row.try_get("debtor")?,
-                            kind: ObligationKind::parse(&kind)
-                                .ok_or_else(|| corrupt(format!("kind {kind}")))?,
-                            detail: row.try_get("detail")?,
-                            due_at: from_us(row.try_get("due_us")?)?,
-                            escalated,
-                        };
-                        let before = obligation_facts(&row)?;
-                        let mut after = before.clone();
-                        if escalated {
-                            after.flagged_escalated = true;
-                        } else {
-                            after.flagged_overdue = true;
-                        }
-                        tallies.obligation(&before, -1);
-                        tallies.obligation(&after, 1);
-                        let bytes = envelope(&due);
-                        let hash = ring::digest::digest(&ring::digest::SHA256, &bytes);
-                        reminders.push($crate::store::sql::NewMessage {
-                            case_id,
-                            sender: SYSTEM_SENDER.to_string(),
-                            message_id: due.message_id,
-                            content_hash: hash.as_ref().to_vec(),
-                            kind: "REMINDER",
-                            // Reminders are owed no receipt.
-                            recipients: vec![(due.debtor, None)],
-                            envelope: bytes,
-                            body: "{\"Reminder\":{\"about\":null}}".into(),
-                        });
-                        flagged.push((id, case_id));
-                    }
-                    let ids = Self::insert_messages(&mut tx, &reminders, now_us, $crate::store::sql::Turn::Held)
-                        .await?;
-                    let sent = ids.iter().filter(|id| id.is_some()).count() as u64;
-                    if escalated {
-                        report.escalation_reminders += sent;
-                    } else {
-                        report.overdue_reminders += sent;
-                    }
-                    for chunk in flagged.chunks(<$db as PushRows>::rows_per_statement(2)) {
-                        let mut q = sqlx::QueryBuilder::<$db>::new(format!("UPDATE obligations SET {column} = "));
-                        q.push_bind(now_us);
-                        q.push(" WHERE id IN (SELECT column1 FROM ");
-                        <$db as PushRows>::push_rows(&mut q, Rows::new(chunk.len()).int(chunk.iter().map(|(id, _)| *id)));
-                        q.push(")");
-                        q.build().execute(&mut *tx).await?;
-                        // A flag is part of what its case's publishes read:
-                        // the case's version moves with it (`RecentCases`).
-                        let mut q = sqlx::QueryBuilder::<$db>::new(
-                            "UPDATE cases SET version = version + 1 WHERE id IN (SELECT column1 FROM ",
-                        );
-                        <$db as PushRows>::push_rows(&mut q, Rows::new(chunk.len()).int(chunk.iter().map(|(_, case)| *case)));
-                        q.push(")");
-                        q.build().execute(&mut *tx).await?;
-                    }
-                }
-                Self::record_tally_changes(&mut tx, tallies).await?;
-                tx.commit().await?;
-                Ok(report)
+                // Both beside publishers, under the locks of the cases they
+                // write.
+                let cases_reconciled = self.reconcile_due_cases(policy, now, limit).await?;
+                let (overdue_reminders, escalation_reminders) =
+                    self.send_reminders(now, limit, envelope).await?;
+                Ok($crate::store::SweepReport {
+                    cases_reconciled,
+                    overdue_reminders,
+                    escalation_reminders,
+                })
             }
 
             #[tracing::instrument(skip_all)]
@@ -2117,9 +2161,9 @@ macro_rules! sql_store {
             ) -> Result<u64, $crate::store::StoreError> {
                 use $crate::store::sql::{FACT_COLUMNS, obligation_facts};
                 let now_us = $crate::store::to_us(now);
-                // A writer like any other: the tallies it changes are
-                // read-modify-write.
-                let (_guard, mut tx) = self.begin_write().await?;
+                // The tallies' changes come from the rows as each statement
+                // leaves them (RETURNING), so it runs beside other writers.
+                let (_guard, mut tx) = self.begin_acknowledge(recipient).await?;
                 let mut tallies = $crate::domain::tally::Tallies::default();
                 let mut fulfilled = Vec::new();
                 let mut marked = 0;

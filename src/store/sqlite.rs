@@ -77,6 +77,14 @@ impl SqliteStore {
         self.begin_write().await
     }
 
+    /// Acknowledgements write: SQLite's one writer at a time.
+    async fn begin_acknowledge(
+        &self,
+        _recipient: &crate::domain::RegionCode,
+    ) -> Result<(MutexGuard<'_, ()>, Transaction<'static, sqlx::Sqlite>), sqlx::Error> {
+        self.begin_write().await
+    }
+
     /// Folding tallies writes: SQLite's one writer at a time.
     async fn begin_fold(
         &self,
@@ -98,6 +106,9 @@ impl SqliteStore {
     ) -> Result<(), sqlx::Error> {
         Ok(())
     }
+
+    /// One writer at a time: nobody holds another's rows.
+    const LOCK_SKIPPING: &str = "";
 
     /// Held already (above).
     const IN_FEED_TURN: &str = "true";
