@@ -485,6 +485,14 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
+/// The key of a stored case, from its `resident_id` and `origin` columns.
+pub(crate) fn case_key(resident: &str, origin: &str) -> Result<crate::domain::CaseKey, StoreError> {
+    Ok(crate::domain::CaseKey {
+        resident: crate::domain::ResidentId::parse(resident).map_err(corrupt)?,
+        origin: crate::domain::RegionCode::parse_format(origin).map_err(corrupt)?,
+    })
+}
+
 /// Reads an obligation row joined with its case.
 pub(crate) fn obligation_row<R>(row: &R) -> Result<ObligationRow, StoreError>
 where
@@ -1832,6 +1840,7 @@ macro_rules! sql_store {
                 }
                 Ok(outcomes)
             }
+
             /// Reconciles the cases a new feedback period has reached (at
             /// most `limit`), as a publish would: holding only their locks,
             /// beside publishers, loading them in a statement or two. Every
@@ -1848,8 +1857,8 @@ macro_rules! sql_store {
                 limit: u32,
             ) -> Result<u64, $crate::store::StoreError> {
                 use sqlx::Row as _;
-                use $crate::domain::{CaseKey, RegionCode, ResidentId};
-                use $crate::store::sql::corrupt;
+                use $crate::domain::CaseKey;
+                use $crate::store::sql::case_key;
                 use $crate::store::{StoreError, to_us};
 
                 let now_us = to_us(now);
@@ -1870,10 +1879,7 @@ macro_rules! sql_store {
                     .map(|row| -> Result<CaseKey, StoreError> {
                         let resident: String = row.try_get("resident_id")?;
                         let origin: String = row.try_get("origin")?;
-                        Ok(CaseKey {
-                            resident: ResidentId::parse(&resident).map_err(corrupt)?,
-                            origin: RegionCode::parse_format(&origin).map_err(corrupt)?,
-                        })
+                        case_key(&resident, &origin)
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 let keys: Vec<&CaseKey> = keys.iter().collect();
@@ -1920,10 +1926,10 @@ macro_rules! sql_store {
                 use sqlx::Row as _;
                 use std::collections::HashMap;
                 use $crate::domain::reconcile::ObligationKind;
-                use $crate::domain::{CaseKey, RegionCode, ResidentId};
+                use $crate::domain::CaseKey;
                 use $crate::store::rows::{PushRows, Rows};
-                use $crate::store::sql::{FACT_COLUMNS, corrupt, obligation_facts, threshold};
-                use $crate::store::{ReminderDue, SYSTEM_SENDER, StoreError, from_us, to_us};
+                use $crate::store::sql::{FACT_COLUMNS, case_key, corrupt, obligation_facts, threshold};
+                use $crate::store::{ReminderDue, SYSTEM_SENDER, from_us, to_us};
 
                 let now_us = to_us(now);
                 // The threshold's time and the column that records its
@@ -1956,12 +1962,7 @@ macro_rules! sql_store {
                 }
                 let keys = cases
                     .values()
-                    .map(|(resident, origin)| -> Result<CaseKey, StoreError> {
-                        Ok(CaseKey {
-                            resident: ResidentId::parse(resident).map_err(corrupt)?,
-                            origin: RegionCode::parse_format(origin).map_err(corrupt)?,
-                        })
-                    })
+                    .map(|(resident, origin)| case_key(resident, origin))
                     .collect::<Result<Vec<_>, _>>()?;
                 let keys: Vec<&CaseKey> = keys.iter().collect();
                 let (_guard, mut tx) = self.begin_publish(&keys).await?;
