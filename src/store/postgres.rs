@@ -34,7 +34,7 @@ const FEED_TURN: &str = feed_turn!();
 const ACKNOWLEDGING: i32 = 0x7470_6f61;
 
 pub struct PgStore {
-    /// Reads, and the writers that exclude publishers.
+    /// Reads, acknowledgements, and the writers that exclude publishers.
     pool: PgPool,
     /// Publishes: each group in flight (`WRITERS`), split into at most
     /// `WRITERS` transactions (`store::intake`).
@@ -84,10 +84,10 @@ impl PgStore {
         })
     }
 
-    /// A turn that excludes every other writer (sweeper, acknowledgements,
-    /// tally counts): publishers hold the writers' lock shared, this holds
-    /// it exclusively, then the feed's turn and the tally folder's lock.
-    /// One round trip.
+    /// A turn that excludes every other writer (counting and checking the
+    /// tallies): publishers, the sweeper and acknowledgements hold the
+    /// writers' lock shared, this holds it exclusively, then the feed's
+    /// turn and the tally folder's lock. One round trip.
     async fn begin_write(&self) -> Result<((), Transaction<'static, sqlx::Postgres>), sqlx::Error> {
         Ok(((), self.pool.begin_with(BEGIN_WRITE).await?))
     }
