@@ -206,10 +206,14 @@ async fn follow_prints_what_arrives(backend: Backend) {
     let delivery: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(delivery["envelope"]["messageId"], "live-1");
     assert_eq!(delivery["senderOffice"], ORIGIN);
-    // The cursor file follows what was printed.
+    // The cursor file follows what was printed, and is never seen cut
+    // short while a heartbeat (every 200 ms) writes it again.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let saved = std::fs::read_to_string(&cursor_file).unwrap();
-    assert_eq!(saved, delivery["cursor"].as_str().unwrap());
+    for _ in 0..150 {
+        let saved = std::fs::read_to_string(&cursor_file).unwrap();
+        assert_eq!(saved, delivery["cursor"].as_str().unwrap());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     follow.kill().await.unwrap();
     server.finish().await;
 }

@@ -59,9 +59,16 @@ fn print(d: &proto::Delivery, output: Output) {
     }
 }
 
+/// Written beside the file and renamed over it: whoever reads it (the next
+/// run, after a kill) finds the old cursor or the new one, never a file cut
+/// short — which would start the inbox over from the beginning.
 fn save_cursor(file: &Option<PathBuf>, cursor: &str) -> Result<()> {
     if let Some(path) = file {
-        std::fs::write(path, cursor).with_context(|| format!("writing {}", path.display()))?;
+        let mut aside = path.clone().into_os_string();
+        aside.push(".new");
+        let aside = PathBuf::from(aside);
+        std::fs::write(&aside, cursor).with_context(|| format!("writing {}", aside.display()))?;
+        std::fs::rename(&aside, path).with_context(|| format!("replacing {}", path.display()))?;
     }
     Ok(())
 }
