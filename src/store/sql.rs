@@ -1447,7 +1447,7 @@ macro_rules! sql_store {
                     .map(|m| rows.get(&(m.sender.clone(), m.message_id.clone())).copied())
                     .collect();
                 if !Self::WRITES_TOGETHER {
-                    Self::deliver(tx, messages, &ids, take_turn).await?;
+                    Self::deliver(tx, messages, &ids).await?;
                 } else if take_turn {
                     // Nothing was delivered, so nothing waited for the turn.
                     Self::take_feed_turn(tx).await?;
@@ -1457,22 +1457,22 @@ macro_rules! sql_store {
 
             /// Delivers stored messages (`ids` as `insert_messages_after`
             /// found them), numbered in the order of `messages`, in the
-            /// feed's turn: with `take_turn` the first statement waits for
-            /// it (no round trip of its own), else the caller holds it.
+            /// feed's turn: the first statement waits for it (no round trip
+            /// of its own).
             async fn deliver(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 messages: &[$crate::store::sql::NewMessage],
                 ids: &[Option<i64>],
-                mut take_turn: bool,
             ) -> Result<(), $crate::store::StoreError> {
                 use $crate::store::rows::{PushRows, Rows};
+                let mut take_turn = true;
                 let deliveries: Vec<(i64, &str)> = messages
                     .iter()
                     .zip(ids)
                     .filter_map(|(m, id)| id.map(|id| (id, m)))
                     .flat_map(|(id, m)| m.recipients.iter().map(move |(r, _)| (id, r.as_str())))
                     .collect();
-                if take_turn && deliveries.is_empty() {
+                if deliveries.is_empty() {
                     Self::take_feed_turn(tx).await?;
                 }
                 for chunk in deliveries.chunks(<$db as PushRows>::rows_per_statement(2)) {
