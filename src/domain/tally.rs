@@ -29,6 +29,59 @@ pub fn parent(prefix: &str) -> &str {
     prefix.get(..up).unwrap_or_default()
 }
 
+/// A tallied region: an office code's first 2, 4, 6 or 9 digits
+/// (`LEVELS`). Copy and ordered as its text, so that counting an obligation
+/// (a publish counts several a message) allocates nothing for its keys.
+///
+/// Ordered by its digits padded with zero bytes, which sort before any
+/// digit: the order of the text, without reading it as text.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Prefix {
+    digits: [u8; 9],
+    len: u8,
+}
+
+impl Prefix {
+    /// The prefix this text is: at most 9 ASCII digits.
+    pub fn new(text: &str) -> Option<Prefix> {
+        let bytes = text.as_bytes();
+        if bytes.len() > 9 || !bytes.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let mut digits = [0; 9];
+        digits[..bytes.len()].copy_from_slice(bytes);
+        Some(Prefix {
+            digits,
+            len: bytes.len() as u8,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits are ever stored (`new`).
+        std::str::from_utf8(&self.digits[..usize::from(self.len)]).unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::fmt::Debug for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 const DAY_US: i64 = 86_400_000_000;
 /// Days are counted in China Standard Time (UTC+8, no daylight saving).
 const SHANGHAI_OFFSET_US: i64 = 8 * 3_600_000_000;
@@ -187,8 +240,8 @@ impl Daily {
 /// Changes to tallies, collected over a transaction and written at its end.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Tallies {
-    pub current: BTreeMap<(String, Side), Current>,
-    pub daily: BTreeMap<(String, Side, i64), Daily>,
+    pub current: BTreeMap<(Prefix, Side), Current>,
+    pub daily: BTreeMap<(Prefix, Side, i64), Daily>,
 }
 
 impl Tallies {
@@ -259,15 +312,12 @@ impl Tallies {
         for (side, office) in [(Side::Debtor, &o.debtor), (Side::Creditor, &o.creditor)] {
             for prefix in prefixes(office) {
                 if !now.is_zero() {
-                    self.current
-                        .entry((prefix.to_string(), side))
-                        .or_default()
-                        .add(&now);
+                    self.current.entry((prefix, side)).or_default().add(&now);
                 }
                 for (day, counts) in &days {
                     if !counts.is_zero() {
                         self.daily
-                            .entry((prefix.to_string(), side, *day))
+                            .entry((prefix, side, *day))
                             .or_default()
                             .add(counts);
                     }
@@ -297,10 +347,7 @@ impl Tallies {
         let sides = [(Side::Creditor, Some(origin)), (Side::Debtor, destination)];
         for (side, office) in sides {
             for prefix in office.into_iter().flat_map(prefixes) {
-                self.current
-                    .entry((prefix.to_string(), side))
-                    .or_default()
-                    .add(&counts);
+                self.current.entry((prefix, side)).or_default().add(&counts);
             }
         }
     }
@@ -308,10 +355,10 @@ impl Tallies {
     /// Adds another transaction's changes to these.
     pub fn add(&mut self, other: &Tallies) {
         for (key, c) in &other.current {
-            self.current.entry(key.clone()).or_default().add(c);
+            self.current.entry(*key).or_default().add(c);
         }
         for (key, d) in &other.daily {
-            self.daily.entry(key.clone()).or_default().add(d);
+            self.daily.entry(*key).or_default().add(d);
         }
     }
 
@@ -477,21 +524,22 @@ fn daily_of(n: [i64; 14], replies: Replies) -> Daily {
     }
 }
 
-fn put_key(out: &mut Vec<u8>, prefix: &str, side: Side) {
+fn put_key(out: &mut Vec<u8>, prefix: &Prefix, side: Side) {
     put_varint(out, prefix.len() as u64);
-    out.extend_from_slice(prefix.as_bytes());
+    out.extend_from_slice(prefix.as_str().as_bytes());
     out.push(match side {
         Side::Debtor => 0,
         Side::Creditor => 1,
     });
 }
 
-fn take_key(bytes: &mut &[u8]) -> Result<(String, Side), MalformedChanges> {
+fn take_key(bytes: &mut &[u8]) -> Result<(Prefix, Side), MalformedChanges> {
     let length =
         usize::try_from(take_varint(bytes)?).map_err(|_| MalformedChanges("prefix too long"))?;
     let prefix = std::str::from_utf8(take(bytes, length)?)
-        .map_err(|_| MalformedChanges("prefix not UTF-8"))?
-        .to_string();
+        .ok()
+        .and_then(Prefix::new)
+        .ok_or(MalformedChanges("not a region prefix"))?;
     let side = match take(bytes, 1)? {
         [0] => Side::Debtor,
         [1] => Side::Creditor,
@@ -672,11 +720,10 @@ fn on(days: &mut Vec<(i64, Daily)>, day: i64) -> &mut Daily {
 }
 
 /// The tallied prefixes of an office code (all three for a 6-digit code).
-fn prefixes(office: &str) -> impl Iterator<Item = &str> {
+fn prefixes(office: &str) -> impl Iterator<Item = Prefix> + '_ {
     LEVELS
         .into_iter()
-        .filter(move |&n| office.len() >= n && office.is_char_boundary(n))
-        .map(move |n| &office[..n])
+        .filter_map(move |n| office.get(..n).and_then(Prefix::new))
 }
 
 #[cfg(test)]
@@ -684,6 +731,10 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    fn p(text: &str) -> Prefix {
+        Prefix::new(text).unwrap()
+    }
 
     fn facts(class: Class, state: &str, flagged: bool) -> ObligationFacts {
         ObligationFacts {
@@ -738,15 +789,12 @@ mod tests {
         let mut t = Tallies::default();
         t.obligation(&facts(Class::Answer, "OPEN", true), 1);
         for prefix in ["31", "3101", "310112"] {
-            let c = &t.current[&(prefix.to_string(), Side::Debtor)];
+            let c = &t.current[&(p(prefix), Side::Debtor)];
             assert_eq!((c.open, c.flagged_overdue), (1, 1));
-            assert_eq!(
-                t.daily[&(prefix.to_string(), Side::Debtor, 10)].answers_flagged,
-                1
-            );
+            assert_eq!(t.daily[&(p(prefix), Side::Debtor, 10)].answers_flagged, 1);
         }
         for prefix in ["34", "3415", "341502"] {
-            assert_eq!(t.current[&(prefix.to_string(), Side::Creditor)].open, 1);
+            assert_eq!(t.current[&(p(prefix), Side::Creditor)].open, 1);
         }
         assert_eq!(t.current.len(), 6);
     }
@@ -762,7 +810,7 @@ mod tests {
                 .values()
                 .all(|c| c.open == -1 && c.flagged_overdue == -1)
         );
-        let d = &t.daily[&("310112".to_string(), Side::Debtor, 10)];
+        let d = &t.daily[&(p("310112"), Side::Debtor, 10)];
         assert_eq!((d.feedback_flagged, d.feedback_answered), (-1, 1));
         assert_eq!(
             (d.answers_flagged, d.answers_answered, d.answers_on_time),
@@ -787,7 +835,7 @@ mod tests {
         }));
         // Opened on day 0, cancelled on day 3: open in between, and
         // neither overdue nor escalated (due day 10, escalation day 15).
-        let day = |d: i64| t.daily[&("341502".to_string(), Side::Creditor, d)].moves;
+        let day = |d: i64| t.daily[&(p("341502"), Side::Creditor, d)].moves;
         assert_eq!((day(0).open_in, day(3).open_out), (1, 1));
         assert_eq!((day(10).overdue_in, day(10).overdue_out), (1, 1));
         assert_eq!((day(15).escalated_in, day(15).escalated_out), (1, 1));
@@ -804,7 +852,7 @@ mod tests {
             days: t
                 .daily
                 .iter()
-                .filter(|((p, s, _), _)| p == "310112" && *s == Side::Debtor)
+                .filter(|((p, s, _), _)| p.as_str() == "310112" && *s == Side::Debtor)
                 .map(|((_, _, d), c)| (*d, c.clone()))
                 .collect(),
             open: 1,
@@ -831,12 +879,9 @@ mod tests {
         t.case("341502", Some("310112"), 1, 2, 1);
         t.case("341502", None, 1, 0, -1);
         let t = t.settled();
-        assert_eq!(
-            t.current[&("34".to_string(), Side::Creditor)].discrepancies,
-            2
-        );
-        assert_eq!(t.current[&("34".to_string(), Side::Creditor)].orphans, 0);
-        assert_eq!(t.current[&("3101".to_string(), Side::Debtor)].orphans, 1);
+        assert_eq!(t.current[&(p("34"), Side::Creditor)].discrepancies, 2);
+        assert_eq!(t.current[&(p("34"), Side::Creditor)].orphans, 0);
+        assert_eq!(t.current[&(p("3101"), Side::Debtor)].orphans, 1);
     }
 
     fn any_facts() -> impl Strategy<Value = ObligationFacts> {
@@ -872,8 +917,26 @@ mod tests {
             )
     }
 
+    #[test]
+    fn a_prefix_is_up_to_nine_digits() {
+        assert_eq!(p("341502").as_str(), "341502");
+        assert_eq!(p("").len(), 0);
+        assert_eq!(format!("{:?} {}", p("34"), p("34")), "\"34\" 34");
+        assert_eq!(Prefix::new("3415020011"), None, "ten digits");
+        assert_eq!(Prefix::new("34150a"), None);
+        assert_eq!(Prefix::new("３４"), None, "not ASCII");
+    }
+
     proptest! {
         #![proptest_config(crate::proptest_config())]
+
+        /// Prefixes sort as their text does: tallies are written, and their
+        /// differences listed, in key order.
+        #[test]
+        fn prefixes_sort_as_their_text(a in "[0-9]{0,9}", b in "[0-9]{0,9}") {
+            prop_assert_eq!(p(&a).cmp(&p(&b)), a.cmp(&b));
+            prop_assert_eq!(p(&a) == p(&b), a == b);
+        }
 
         /// Whatever a row goes through, taking away what it was and adding
         /// what it is leaves the tallies of its final state alone.
@@ -956,11 +1019,11 @@ mod tests {
             }
             let t = t.settled();
             let region = RegionDays {
-                open: t.current.get(&("3101".to_string(), Side::Debtor)).map_or(0, |c| c.open),
+                open: t.current.get(&(p("3101"), Side::Debtor)).map_or(0, |c| c.open),
                 days: t
                     .daily
                     .into_iter()
-                    .filter(|((prefix, side, day), _)| prefix == "3101" && *side == Side::Debtor && *day >= first)
+                    .filter(|((prefix, side, day), _)| prefix.as_str() == "3101" && *side == Side::Debtor && *day >= first)
                     .map(|((_, _, day), counts)| (day, counts))
                     .collect(),
                 unflagged: vec![],

@@ -1167,7 +1167,7 @@ macro_rules! sql_store {
                         <$db as PushRows>::push_rows(
                             &mut q,
                             Rows::new(with_replies.len())
-                                .text(keys().map(|(prefix, _, _)| parent(prefix)))
+                                .text(keys().map(|(prefix, _, _)| parent(prefix.as_str())))
                                 .int(keys().map(|(_, _, day)| day))
                                 .text(keys().map(|(prefix, _, _)| prefix.as_str()))
                                 .text(keys().map(|(_, side, _)| side.as_str())),
@@ -1190,7 +1190,7 @@ macro_rules! sql_store {
                             None
                         } else {
                             let mut r = stored
-                                .remove(&(prefix.clone(), side.as_str().to_string(), *day))
+                                .remove(&(prefix.to_string(), side.as_str().to_string(), *day))
                                 .unwrap_or_default();
                             r.merge(&d.replies);
                             Some(r.to_bytes())
@@ -1206,7 +1206,7 @@ macro_rules! sql_store {
                     <$db as PushRows>::push_rows(
                         &mut q,
                         Rows::new(chunk.len())
-                            .text(chunk.iter().map(|((prefix, _, _), _)| parent(prefix)))
+                            .text(chunk.iter().map(|((prefix, _, _), _)| parent(prefix.as_str())))
                             .text(chunk.iter().map(|((prefix, _, _), _)| prefix.as_str()))
                             .text(chunk.iter().map(|((_, side, _), _)| side.as_str()))
                             .int(chunk.iter().map(|((_, _, day), _)| *day))
@@ -1319,13 +1319,14 @@ macro_rules! sql_store {
             ) -> Result<$crate::domain::tally::Tallies, $crate::store::StoreError> {
                 use sqlx::Row as _;
                 use $crate::domain::kpi::Side;
-                use $crate::domain::tally::{Current, Tallies};
+                use $crate::domain::tally::{Current, Prefix, Tallies};
                 use $crate::store::sql::corrupt;
                 let side = |raw: String| Side::parse(&raw).ok_or_else(|| corrupt(format!("side {raw}")));
+                let prefix = |raw: String| Prefix::new(&raw).ok_or_else(|| corrupt(format!("prefix {raw}")));
                 let mut tallies = Tallies::default();
                 for row in sqlx::query("SELECT * FROM tallies_now").fetch_all(&mut **tx).await? {
                     tallies.current.insert(
-                        (row.try_get("prefix")?, side(row.try_get("side")?)?),
+                        (prefix(row.try_get("prefix")?)?, side(row.try_get("side")?)?),
                         Current {
                             open: row.try_get("open")?,
                             flagged_overdue: row.try_get("flagged_overdue")?,
@@ -1337,7 +1338,7 @@ macro_rules! sql_store {
                 }
                 for row in sqlx::query("SELECT * FROM tallies_daily").fetch_all(&mut **tx).await? {
                     tallies.daily.insert(
-                        (row.try_get("prefix")?, side(row.try_get("side")?)?, row.try_get("day")?),
+                        (prefix(row.try_get("prefix")?)?, side(row.try_get("side")?)?, row.try_get("day")?),
                         $crate::store::sql::daily(&row)?,
                     );
                 }
@@ -2455,16 +2456,16 @@ macro_rules! sql_store {
                 let pending = Self::pending_tallies(&mut *tx).await?;
                 let among = |prefix: &str| prefix >= q.prefix.as_str() && prefix < upper.as_str();
                 for ((prefix, s), c) in &pending.current {
-                    if among(prefix) && prefix.len() as i64 == level {
-                        now.entry((prefix.clone(), *s)).or_default().add(c);
+                    if among(prefix.as_str()) && prefix.len() as i64 == level {
+                        now.entry((prefix.to_string(), *s)).or_default().add(c);
                     }
                 }
                 for ((prefix, s, day), d) in &pending.daily {
-                    if among(prefix)
-                        && $crate::domain::tally::parent(prefix) == children_of
+                    if among(prefix.as_str())
+                        && $crate::domain::tally::parent(prefix.as_str()) == children_of
                         && (first_day..=last_day).contains(day)
                     {
-                        days.entry((prefix.clone(), *s)).or_default().add(d);
+                        days.entry((prefix.to_string(), *s)).or_default().add(d);
                     }
                 }
                 // What the sweeper has not flagged yet, through its own
@@ -2545,11 +2546,12 @@ macro_rules! sql_store {
                     region.days.insert(row.try_get("day")?, $crate::store::sql::daily(&row)?);
                 }
                 let pending = Self::pending_tallies(&mut *tx).await?;
-                if let Some(c) = pending.current.get(&(prefix.to_string(), side)) {
+                let tallied = $crate::domain::tally::Prefix::new(prefix);
+                if let Some(c) = tallied.and_then(|p| pending.current.get(&(p, side))) {
                     region.open += c.open;
                 }
                 for ((p, s, day), d) in &pending.daily {
-                    if p == prefix && *s == side && *day >= first_day {
+                    if Some(*p) == tallied && *s == side && *day >= first_day {
                         region.days.entry(*day).or_default().add(d);
                     }
                 }
