@@ -353,7 +353,7 @@ pub(super) async fn ceiling_writes(
                             Rows::new(chunk.len())
                                 .text(chunk.iter().map(|(sender, ..)| sender.as_str()))
                                 .text(chunk.iter().map(|(_, id, ..)| id.as_str()))
-                                .bytes(chunk.iter().map(|(_, _, envelope, _)| envelope.clone()))
+                                .bytes(chunk.iter().map(|(_, _, envelope, _)| envelope.as_slice()))
                                 .text(chunk.iter().map(|(.., body)| body.as_str())),
                         );
                         q.push(
@@ -424,7 +424,7 @@ struct StoredTable {
 
 impl StoredTable {
     /// Rows `range` of the table, as [`Rows`] in column order.
-    fn rows(&self, range: std::ops::Range<usize>) -> Rows {
+    fn rows(&self, range: std::ops::Range<usize>) -> Rows<'_> {
         let mut rows = Rows::new(range.len());
         for column in &self.values {
             rows = match column {

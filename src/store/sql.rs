@@ -647,9 +647,9 @@ pub fn overdue_in_region_sql(prefix_len: usize) -> String {
 /// Adds what reconciliation writes to a case (destination … next_change_us,
 /// seven columns) to `rows`.
 pub(crate) fn case_rows<'a>(
-    rows: super::rows::Rows,
+    rows: super::rows::Rows<'a>,
     columns: impl Iterator<Item = &'a CaseColumns> + Clone,
-) -> super::rows::Rows {
+) -> super::rows::Rows<'a> {
     let c = || columns.clone();
     rows.opt_text(c().map(|c| c.destination.as_deref()))
         .text(c().map(|c| c.status))
@@ -662,9 +662,9 @@ pub(crate) fn case_rows<'a>(
 
 /// Adds an obligation's columns (kind … detail, ten of them) to `rows`.
 pub(crate) fn obligation_rows<'a>(
-    rows: super::rows::Rows,
+    rows: super::rows::Rows<'a>,
     columns: impl Iterator<Item = &'a ObligationColumns> + Clone,
-) -> super::rows::Rows {
+) -> super::rows::Rows<'a> {
     let c = || columns.clone();
     rows.text(c().map(|c| c.kind.as_str()))
         .text(c().map(|c| c.debtor.as_str()))
@@ -1395,13 +1395,13 @@ macro_rules! sql_store {
                         Rows::new(chunk.len())
                             .text(chunk.iter().map(|m| m.sender.as_str()))
                             .text(chunk.iter().map(|m| m.message_id.as_str()))
-                            .bytes(chunk.iter().map(|m| m.content_hash.clone()))
+                            .bytes(chunk.iter().map(|m| m.content_hash.as_slice()))
                             .text(chunk.iter().map(|m| m.kind))
                             .int(chunk.iter().map(|m| m.case_id))
                             .text(chunk.iter().map(|m| {
                                 m.recipients.first().map(|(r, _)| r.as_str()).unwrap_or_default()
                             }))
-                            .bytes(chunk.iter().map(|m| m.envelope.clone()))
+                            .bytes(chunk.iter().map(|m| m.envelope.as_slice()))
                             .text(chunk.iter().map(|m| m.body.as_str()))
                             .text(chunk.iter().map(|_| "ACTIVE"))
                             .int(chunk.iter().map(|_| now_us)),
@@ -1521,19 +1521,23 @@ macro_rules! sql_store {
                 // A chunk's rows after `ids` (their own ids, or none):
                 // key, reconciled columns, created and updated.
                 type New = ((String, String), $crate::store::sql::CaseColumns);
-                let rows_of = |ids: Rows, chunk: &[New]| {
+                fn rows_of<'r>(ids: Rows<'r>, chunk: &'r [New], now_us: i64) -> Rows<'r> {
                     let keys = ids
                         .text(chunk.iter().map(|((resident, _), _)| resident.as_str()))
                         .text(chunk.iter().map(|((_, origin), _)| origin.as_str()));
                     $crate::store::sql::case_rows(keys, chunk.iter().map(|(_, c)| c))
                         .int(chunk.iter().map(|_| now_us))
                         .int(chunk.iter().map(|_| now_us))
-                };
+                }
                 if Self::NEXT_CASE_ID.is_some() {
                     let mut writes: Vec<$crate::store::sql::Write<'w, $db>> = Vec::new();
-                    for chunk in new.chunks(<$db as PushRows>::rows_per_statement(12)) {
+                    // Each write owns its chunk: its rows borrow from it.
+                    let mut rest = new;
+                    while !rest.is_empty() {
+                        let after = rest.split_off(rest.len().min(<$db as PushRows>::rows_per_statement(12)));
+                        let chunk = std::mem::replace(&mut rest, after);
                         let mut ids = Vec::with_capacity(chunk.len());
-                        for (key, _) in chunk {
+                        for (key, _) in &chunk {
                             let id = spare
                                 .pop()
                                 .ok_or_else(|| $crate::store::sql::corrupt("a new case without an id"))?;
@@ -1544,13 +1548,13 @@ macro_rules! sql_store {
                             work.inserted = true;
                             ids.push(id);
                         }
-                        let rows = rows_of(Rows::new(chunk.len()).int(ids), chunk);
                         writes.push(Box::new(move |q| {
                             q.push(
                                 "INSERT INTO cases (id, resident_id, origin, destination, status, state, \
                                  findings, open_discrepancies, orphans, next_change_us, created_us, \
                                  updated_us) OVERRIDING SYSTEM VALUE SELECT * FROM ",
                             );
+                            let rows = rows_of(Rows::new(chunk.len()).int(ids), &chunk, now_us);
                             <$db as PushRows>::push_rows(q, rows);
                         }));
                     }
@@ -1563,7 +1567,7 @@ macro_rules! sql_store {
                          open_discrepancies, orphans, next_change_us, created_us, updated_us) \
                          SELECT * FROM ",
                     );
-                    <$db as PushRows>::push_rows(&mut q, rows_of(Rows::new(chunk.len()), chunk));
+                    <$db as PushRows>::push_rows(&mut q, rows_of(Rows::new(chunk.len()), chunk, now_us));
                     q.push(
                         " WHERE true ON CONFLICT (resident_id, origin) DO NOTHING \
                          RETURNING id, resident_id, origin",
