@@ -397,12 +397,21 @@ impl Tallies {
     }
 
     /// Reads what [`Tallies::to_bytes`] wrote.
-    pub fn from_bytes(mut bytes: &[u8]) -> Result<Tallies, MalformedChanges> {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Tallies, MalformedChanges> {
+        let mut tallies = Tallies::default();
+        tallies.add_bytes(bytes)?;
+        Ok(tallies)
+    }
+
+    /// Adds the changes [`Tallies::to_bytes`] wrote to these, as
+    /// `add(&from_bytes(bytes)?)` would without building them first: the
+    /// folder and every backlog read add up every recorded row this way.
+    /// On an error these hold part of them.
+    pub fn add_bytes(&mut self, mut bytes: &[u8]) -> Result<(), MalformedChanges> {
         let bytes = &mut bytes;
         if take(bytes, 1)? != [CHANGES_VERSION] {
             return Err(MalformedChanges("unknown version"));
         }
-        let mut tallies = Tallies::default();
         for _ in 0..take_varint(bytes)? {
             let key = take_key(bytes)?;
             let mut n = [0; 5];
@@ -423,7 +432,7 @@ impl Tallies {
                 orphans,
                 discrepancies,
             };
-            tallies.current.insert(key, current);
+            self.current.entry(key).or_default().add(&current);
         }
         for _ in 0..take_varint(bytes)? {
             let (prefix, side) = take_key(bytes)?;
@@ -436,14 +445,15 @@ impl Tallies {
                 .map_err(|_| MalformedChanges("histogram too long"))?;
             let replies = Replies::from_bytes(take(bytes, length)?)
                 .map_err(|_| MalformedChanges("histogram"))?;
-            tallies
-                .daily
-                .insert((prefix, side, day), daily_of(n, replies));
+            self.daily
+                .entry((prefix, side, day))
+                .or_default()
+                .add(&daily_of(n, replies));
         }
         if !bytes.is_empty() {
             return Err(MalformedChanges("trailing bytes"));
         }
-        Ok(tallies)
+        Ok(())
     }
 
     /// Leaves out what adds up to nothing, so unchanged rows are not written.
@@ -954,7 +964,8 @@ mod tests {
         }
 
         /// Changes stored as bytes read back as they were, and changes added
-        /// one transaction at a time are the changes of all of them at once.
+        /// one transaction at a time (read whole, or added straight from
+        /// their bytes) are the changes of all of them at once.
         #[test]
         fn stored_changes_read_back_and_add_up(
             transactions in proptest::collection::vec(
@@ -964,6 +975,7 @@ mod tests {
         ) {
             let mut all = Tallies::default();
             let mut added = Tallies::default();
+            let mut added_from_bytes = Tallies::default();
             for rows in &transactions {
                 let mut t = Tallies::default();
                 for (facts, sign) in rows {
@@ -976,7 +988,9 @@ mod tests {
                 let read = Tallies::from_bytes(&t.to_bytes()).unwrap();
                 prop_assert_eq!(&read, &t);
                 added.add(&read);
+                added_from_bytes.add_bytes(&t.to_bytes()).unwrap();
             }
+            prop_assert_eq!(&added_from_bytes, &added);
             prop_assert_eq!(added.settled(), all.settled());
         }
 

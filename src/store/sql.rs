@@ -1099,11 +1099,8 @@ macro_rules! sql_store {
                 let mut sum = $crate::domain::tally::Tallies::default();
                 let rows = sqlx::query(sql).fetch_all(&mut *conn).await?;
                 for row in &rows {
-                    let bytes: Vec<u8> = row.try_get("changes")?;
-                    sum.add(
-                        &$crate::domain::tally::Tallies::from_bytes(&bytes)
-                            .map_err($crate::store::sql::corrupt)?,
-                    );
+                    let bytes: &[u8] = row.try_get("changes")?;
+                    sum.add_bytes(bytes).map_err($crate::store::sql::corrupt)?;
                 }
                 Ok((sum, rows.len() as u64))
             }
