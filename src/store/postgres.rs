@@ -189,6 +189,13 @@ impl PgStore {
     /// writes its cases while the other has the feed's turn (BENCHMARKS.md,
     /// fifth and sixth rounds; four was slower).
     const WRITERS: usize = 2;
+
+    /// Counting the tallies adds to the same daily rows every 200,000
+    /// obligations, and each addition leaves a dead version of the row:
+    /// at 10 M obligations, 4.1 M dead beside 595 k live, and a province's
+    /// 90 days read 15,406 buffers (8–26 ms) until autovacuum came; after
+    /// this, 410 buffers and 2.5 ms (BENCHMARKS.md, nineteenth round).
+    const AFTER_TALLIES_BUILT: Option<&str> = Some("VACUUM (ANALYZE) tallies_daily, tallies_now");
 }
 
 /// A case's lock: FNV-1a of its key, the same in every server and version

@@ -2728,6 +2728,11 @@ macro_rules! sql_store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                // Outside any transaction (VACUUM cannot run in one), by
+                // the simple protocol; a new database has nothing to tidy.
+                if let (Some(tidy), 1..) = (Self::AFTER_TALLIES_BUILT, n) {
+                    sqlx::raw_sql(tidy).execute(&self.pool).await?;
+                }
                 Ok(Some(n))
             }
 
