@@ -211,6 +211,9 @@ pub async fn run(args: BenchArgs) -> Result<i32> {
         };
         all.push(figures);
     }
+    if args.backends.iter().any(|b| b == "postgres") {
+        drop_databases(&args).await;
+    }
     report(&all, &args, &sizes);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&all)?)
@@ -382,6 +385,38 @@ async fn fresh_database(backend: &str, args: &BenchArgs, dir: &Path, name: &str)
                 .map_or(args.postgres.as_str(), |(b, _)| b);
             Ok(format!("{base}/{db}"))
         }
+    }
+}
+
+/// Drops the PostgreSQL databases the bench made (`fresh_database`), as
+/// the scratch directory goes with SQLite's: the scale phase's alone is
+/// gigabytes. TWOPLACE_BENCH_KEEP=1 keeps them too. A database that will
+/// not go is left with a warning: the figures are what the run is for.
+async fn drop_databases(args: &BenchArgs) {
+    if std::env::var_os("TWOPLACE_BENCH_KEEP").is_some() {
+        eprintln!("  kept the PostgreSQL databases twoplace_bench_* (TWOPLACE_BENCH_KEEP)");
+        return;
+    }
+    let dropped = async {
+        let admin = sqlx::PgPool::connect(&args.postgres).await?;
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'twoplace\\_bench\\_%'",
+        )
+        .fetch_all(&admin)
+        .await?;
+        for db in names {
+            // The names are ours (`fresh_database`): letters, digits, '_'.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+            )))
+            .execute(&admin)
+            .await?;
+        }
+        admin.close().await;
+        Ok::<_, sqlx::Error>(())
+    };
+    if let Err(e) = dropped.await {
+        eprintln!("  warning: could not drop the bench's PostgreSQL databases: {e}");
     }
 }
 
