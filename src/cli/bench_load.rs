@@ -54,13 +54,26 @@ fn obligations_sql(series: &str) -> String {
     )
 }
 
-fn cases_sql(series: &str, concat_id: &str) -> String {
+/// The generator of cases, after the series `s(g)` is defined: `body`
+/// makes a resident ID's first 17 digits from the origin `i.code` and `g`
+/// (a real birth date: the stored IDs are read back as `ResidentId`s, by
+/// the sweeper among others), and the check character is computed here.
+fn cases_sql(series: &str, body: &str) -> String {
+    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let sum = WEIGHTS
+        .iter()
+        .enumerate()
+        .map(|(k, w)| format!("CAST(substr(b, {}, 1) AS INTEGER) * {w}", k + 1))
+        .collect::<Vec<_>>()
+        .join(" + ");
     format!(
         "{series} INSERT INTO cases (resident_id, origin, destination, status, state, \
          created_us, updated_us) \
-         SELECT {concat_id}, i.code, o.code, 'ACTIVE', '{{}}', 0, 0 FROM s \
+         SELECT b || substr('10X98765432', ({sum}) % 11 + 1, 1), origin, destination, \
+         'ACTIVE', '{{}}', 0, 0 FROM \
+         (SELECT {body} AS b, i.code AS origin, o.code AS destination FROM s \
          JOIN bench_offices i ON i.role = 'in' AND i.i = s.g % $3 \
-         JOIN bench_offices o ON o.role = 'out' AND o.i = s.g % $4"
+         JOIN bench_offices o ON o.role = 'out' AND o.i = s.g % $4) AS t"
     )
 }
 
@@ -167,6 +180,21 @@ pub async fn load(url: &str, n: u64) -> Result<()> {
                 .execute(pool)
                 .await?;
             sqlx::query("ANALYZE").execute(pool).await?;
+            // What the service reads back must parse: IDs it took for
+            // corrupt once made the sweeper fail at every pass at scale.
+            let ids: Vec<String> =
+                sqlx::query_scalar("SELECT resident_id FROM cases ORDER BY id LIMIT 1000")
+                    .fetch_all(pool)
+                    .await?;
+            for id in ids {
+                let id = twoplace::domain::ResidentId::parse(&id)
+                    .map_err(|e| anyhow::anyhow!("a generated resident ID: {e}"))?;
+                anyhow::ensure!(
+                    id.check_digit_ok(),
+                    "a generated resident ID's check character: {}",
+                    id.masked()
+                );
+            }
         }};
     }
     if url.starts_with("sqlite:") {
@@ -174,14 +202,18 @@ pub async fn load(url: &str, n: u64) -> Result<()> {
         fill!(
             store.pool(),
             Backend::Sqlite,
-            "printf('%s%012d', i.code, s.g)"
+            // Born 1960-01-01 plus a day per thousand cases, then the
+            // case's place in its thousand.
+            "i.code || strftime('%Y%m%d', '1960-01-01', '+' || (s.g / 1000) || ' days') \
+             || printf('%03d', s.g % 1000)"
         );
     } else {
         let store = PgStore::connect(url).await?;
         fill!(
             store.pool(),
             Backend::Postgres,
-            "i.code || lpad(s.g::text, 12, '0')"
+            "i.code || to_char(DATE '1960-01-01' + CAST(s.g / 1000 AS INTEGER), 'YYYYMMDD') \
+             || lpad(CAST(s.g % 1000 AS TEXT), 3, '0')"
         );
     }
     Ok(())
