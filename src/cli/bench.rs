@@ -405,9 +405,11 @@ async fn drop_databases(args: &BenchArgs) {
         .fetch_all(&admin)
         .await?;
         for db in names {
-            // The names are ours (`fresh_database`): letters, digits, '_'.
+            // Quoted: the pattern matches ours (`fresh_database`), but
+            // whoever else made a database may have named it anything.
+            let db = db.replace('"', "\"\"");
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+                "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
             )))
             .execute(&admin)
             .await?;
