@@ -59,7 +59,8 @@ fn obligations_sql(series: &str) -> String {
 /// (a real birth date: the stored IDs are read back as `ResidentId`s, by
 /// the sweeper among others), and the check character is computed here.
 fn cases_sql(series: &str, body: &str) -> String {
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    use twoplace::domain::resident_id::{CHECK_CHARS, WEIGHTS};
+    let check_chars = String::from_utf8_lossy(CHECK_CHARS);
     let sum = WEIGHTS
         .iter()
         .enumerate()
@@ -69,7 +70,7 @@ fn cases_sql(series: &str, body: &str) -> String {
     format!(
         "{series} INSERT INTO cases (resident_id, origin, destination, status, state, \
          created_us, updated_us) \
-         SELECT b || substr('10X98765432', ({sum}) % 11 + 1, 1), origin, destination, \
+         SELECT b || substr('{check_chars}', ({sum}) % 11 + 1, 1), origin, destination, \
          'ACTIVE', '{{}}', 0, 0 FROM \
          (SELECT {body} AS b, i.code AS origin, o.code AS destination FROM s \
          JOIN bench_offices i ON i.role = 'in' AND i.i = s.g % $3 \

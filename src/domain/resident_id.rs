@@ -7,8 +7,11 @@ use time::{Date, Month};
 
 use super::Sex;
 
-const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-const CHECK_CHARS: &[u8; 11] = b"10X98765432";
+/// GB 11643's check: the first 17 digits weighted by these, summed, modulo
+/// 11, picks the check character from `CHECK_CHARS` (public for the
+/// bench's generator, which computes it in SQL).
+pub const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+pub const CHECK_CHARS: &[u8; 11] = b"10X98765432";
 
 /// A well-formed resident ID: always 18 characters, birth date a real date.
 /// Whether its check character holds is known (`check_digit_ok`), because a
