@@ -142,6 +142,8 @@ pub async fn serve(
         stopping.clone(),
     ));
 
+    tokio::spawn(analyze_grown_tables(store.clone(), stopping.clone()));
+
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<ExchangeServer<ExchangeService>>()
@@ -277,6 +279,27 @@ async fn fold_tallies(
         }
         if let Err(e) = store.fold_tallies().await {
             tracing::warn!(error = %e, "folding tally changes failed; retrying at the next interval");
+        }
+    }
+}
+
+/// How often the store is asked whether a table has outgrown its planner
+/// statistics: a cheap read of the database's counters.
+const STATISTICS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Keeps the planner's statistics of a growing database current
+/// (`Store::analyze_grown_tables`), so that publishes' cached plans are
+/// made again as the tables grow.
+async fn analyze_grown_tables(store: Arc<dyn Store>, mut stopping: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(STATISTICS_INTERVAL) => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+        match store.analyze_grown_tables().await {
+            Ok(0) => {}
+            Ok(tables) => tracing::debug!(tables, "analyzed grown tables"),
+            Err(e) => tracing::warn!(error = %e, "analyzing grown tables failed; retrying later"),
         }
     }
 }

@@ -7,7 +7,10 @@ mod common;
 use common::*;
 use twoplace::store::list_obligations_sql;
 
-backend_tests!(listing_obligations_is_an_index_range_scan);
+backend_tests!(
+    listing_obligations_is_an_index_range_scan,
+    a_growing_database_is_analyzed_as_it_grows
+);
 
 const ROWS: i64 = 300_000;
 
@@ -132,5 +135,63 @@ async fn listing_obligations_is_an_index_range_scan(backend: Backend) {
         "{overdue_plan}"
     );
     assert!(all_plan.contains("obligations_by_debtor"), "{all_plan}");
+    server.finish().await;
+}
+
+/// A publishing connection keeps its generic plans until a table they read
+/// is analyzed, and those made on a young database scan its small tables
+/// whole: the server analyzes the tables publishes write once they have
+/// outgrown their statistics, without waiting for autovacuum.
+async fn a_growing_database_is_analyzed_as_it_grows(backend: Backend) {
+    const GROWN: i64 = 5_000;
+    let server = TestServer::start(&backend).await;
+    let url = server.database_url().to_string();
+    match backend {
+        Backend::Postgres { .. } => {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let case_id: i64 = sqlx::query_scalar(CASE).fetch_one(&pool).await.unwrap();
+            sqlx::query(FILL_POSTGRES)
+                .bind(case_id)
+                .bind(GROWN)
+                .execute(&pool)
+                .await
+                .unwrap();
+            // The filling connection reports its changes as it closes.
+            pool.close().await;
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let analyzed = |table: &'static str| {
+                let pool = pool.clone();
+                async move {
+                    sqlx::query_scalar::<_, bool>(
+                        "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables \
+                         WHERE relname = $1 AND schemaname = current_schema()",
+                    )
+                    .bind(table)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+                }
+            };
+            let waited = std::time::Instant::now();
+            while !analyzed("obligations").await {
+                assert!(
+                    waited.elapsed() < std::time::Duration::from_secs(30),
+                    "{GROWN} new obligations, not analyzed after 30 s"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            // Only what grew: the messages table holds nothing yet.
+            assert!(!analyzed("messages").await);
+            // The tallies count the rows that went in behind the store's
+            // back at the next start.
+            sqlx::query(FORGET_TALLIES).execute(&pool).await.unwrap();
+            pool.close().await;
+            drop(twoplace::store::connect(&url).await.unwrap());
+        }
+        Backend::Sqlite => {
+            let store = twoplace::store::connect(&url).await.unwrap();
+            assert_eq!(store.analyze_grown_tables().await.unwrap(), 0);
+        }
+    }
     server.finish().await;
 }

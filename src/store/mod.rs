@@ -367,6 +367,11 @@ pub trait Store: Send + Sync + 'static {
     /// Counts the tallies afresh and compares them with the stored ones:
     /// None when they agree, else what differs.
     async fn check_tallies(&self) -> Result<Option<String>, StoreError>;
+
+    /// Refreshes the planner's statistics of the tables publishes write
+    /// that have grown past what they were last measured at; how many it
+    /// refreshed.
+    async fn analyze_grown_tables(&self) -> Result<u64, StoreError>;
 }
 
 /// Connects to the database the URL names (`sqlite:…` or `postgres://…`),

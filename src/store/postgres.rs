@@ -196,6 +196,22 @@ impl PgStore {
     /// 90 days read 15,406 buffers (8–26 ms) until autovacuum came; after
     /// this, 410 buffers and 2.5 ms (BENCHMARKS.md, nineteenth round).
     const AFTER_TALLIES_BUILT: Option<&str> = Some("VACUUM (ANALYZE) tallies_daily, tallies_now");
+
+    /// The tables publishes write, where they have changed by more rows
+    /// than they held when last analyzed (at least a thousand). A
+    /// publishing connection keeps a generic plan for the rest of its life
+    /// unless a table it reads is analyzed, and one made while the table
+    /// was small scans it whole: on a young database, before autovacuum
+    /// first comes by (a minute), every group's write statement read every
+    /// case and obligation (12.6 M obligations read for 7,014 single
+    /// publishes; BENCHMARKS.md, twentieth round). Past that, autovacuum
+    /// analyzes a table long before it doubles.
+    const GROWN_TABLES: Option<&str> = Some(
+        "SELECT s.relname::text FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
+         WHERE s.schemaname = current_schema() \
+         AND s.relname IN ('cases', 'messages', 'deliveries', 'obligations') \
+         AND s.n_mod_since_analyze > GREATEST(1000, c.reltuples)",
+    );
 }
 
 /// A case's lock: FNV-1a of its key, the same in every server and version

@@ -2765,6 +2765,21 @@ macro_rules! sql_store {
                 Ok($crate::domain::tally::difference(&stored, &counted))
             }
 
+            async fn analyze_grown_tables(&self) -> Result<u64, $crate::store::StoreError> {
+                let Some(grown) = Self::GROWN_TABLES else {
+                    return Ok(0);
+                };
+                let tables: Vec<String> = sqlx::query_scalar(grown).fetch_all(&self.pool).await?;
+                if tables.is_empty() {
+                    return Ok(0);
+                }
+                let names: Vec<String> = tables.iter().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {}", names.join(", "))))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(tables.len() as u64)
+            }
+
             fn pool_use(&self) -> (u32, u32) {
                 std::iter::once(&self.pool)
                     .chain(self.publishing_pool())

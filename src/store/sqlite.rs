@@ -126,6 +126,10 @@ impl SqliteStore {
     /// SQLite reuses a row's space as it rewrites it: counting leaves
     /// nothing to clear.
     const AFTER_TALLIES_BUILT: Option<&str> = None;
+
+    /// SQLite plans each statement as it prepares it, with or without
+    /// statistics, and its plans here are index lookups either way.
+    const GROWN_TABLES: Option<&str> = None;
 }
 
 sql_store!(SqliteStore, sqlx::Sqlite);
