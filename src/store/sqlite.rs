@@ -127,8 +127,8 @@ impl SqliteStore {
     /// nothing to clear.
     const AFTER_TALLIES_BUILT: Option<&str> = None;
 
-    /// SQLite plans each statement as it prepares it, with or without
-    /// statistics, and its plans here are index lookups either way.
+    /// Without statistics SQLite's planner takes every table to be large,
+    /// so its plans here look rows up by index however young the database.
     const GROWN_TABLES: Option<&str> = None;
 }
 
