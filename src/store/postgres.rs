@@ -205,9 +205,9 @@ impl PgStore {
     /// first comes by (a minute), every group's write statement read every
     /// case and obligation (12.6 M obligations read for 7,014 single
     /// publishes; BENCHMARKS.md, twentieth round). Past that, autovacuum
-    /// analyzes a table long before it doubles.
+    /// analyzes a table long before it doubles. Names come quoted.
     const GROWN_TABLES: Option<&str> = Some(
-        "SELECT s.relname::text FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
+        "SELECT quote_ident(s.relname) FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
          WHERE s.schemaname = current_schema() \
          AND s.relname IN ('cases', 'messages', 'deliveries', 'obligations') \
          AND s.n_mod_since_analyze > GREATEST(1000, c.reltuples)",

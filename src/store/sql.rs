@@ -2773,8 +2773,7 @@ macro_rules! sql_store {
                 if tables.is_empty() {
                     return Ok(0);
                 }
-                let names: Vec<String> = tables.iter().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {}", names.join(", "))))
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {}", tables.join(", "))))
                     .execute(&self.pool)
                     .await?;
                 Ok(tables.len() as u64)
