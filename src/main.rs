@@ -383,7 +383,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let url = args
         .database_url
         .unwrap_or_else(|| format!("sqlite:{}", args.data_dir.join("twoplace.db").display()));
-    let store = store::connect(&url)
+    let store = store::open(&url)
         .await
         .with_context(|| format!("opening the database at {}", store::redact_url(&url)))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -392,7 +392,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     tracing::info!(
         listen = %listener.local_addr()?,
         database = %store::redact_url(&url),
-        "twoplace is serving (mTLS)"
+        "twoplace is listening (mTLS); ready once the database is prepared"
     );
     let metrics = optional_listener(&args.metrics_listen, "--metrics-listen").await?;
     if let Some(l) = &metrics {

@@ -19,6 +19,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::api::Readiness;
 use crate::clock::Clock;
 use crate::store::Store;
 
@@ -320,12 +321,14 @@ struct Http {
     metrics: Arc<Metrics>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    readiness: Readiness,
 }
 
 async fn scrape(State(http): State<Http>) -> impl IntoResponse {
     let up = http.store.ping().await.is_ok();
     let gauges = Gauges {
-        obligations: if up {
+        // Not while the tallies they are read from are being counted.
+        obligations: if up && http.readiness.is_ready() {
             http.store.open_obligations(http.clock.now()).await.ok()
         } else {
             None
@@ -342,8 +345,14 @@ async fn scrape(State(http): State<Http>) -> impl IntoResponse {
     )
 }
 
-/// Ready while the database answers.
+/// Ready once the database is prepared, while it answers.
 async fn ready(State(http): State<Http>) -> impl IntoResponse {
+    if !http.readiness.is_ready() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: the database is being prepared\n",
+        );
+    }
     match http.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n"),
         Err(_) => (
@@ -359,6 +368,7 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -369,6 +379,7 @@ pub async fn serve(
             metrics,
             store,
             clock,
+            readiness,
         });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

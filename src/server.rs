@@ -1,6 +1,7 @@
 //! Assembles the gRPC server: mTLS, the Exchange service, health,
-//! reflection, a span per RPC, readiness from the database, and graceful
-//! shutdown (stop accepting, end live feeds, finish in-flight calls).
+//! reflection, a span per RPC, readiness (while the database is prepared
+//! at start, and from then on whether it answers), and graceful shutdown
+//! (stop accepting, end live feeds, finish in-flight calls).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -9,12 +10,13 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
-use crate::api::ExchangeService;
 use crate::api::admin::AdminService;
+use crate::api::{ExchangeService, Readiness};
 use crate::clock::Clock;
 use crate::domain::Policy;
 use crate::metrics::{Metrics, RpcLayer};
@@ -46,6 +48,8 @@ pub enum ServeError {
     Transport(#[source] tonic::transport::Error),
     #[error(transparent)]
     Dashboard(#[from] crate::dashboard::DashboardError),
+    #[error("preparing the database failed")]
+    Prepare(#[source] crate::store::StoreError),
 }
 
 pub struct ServerOptions {
@@ -71,7 +75,12 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, ServeError> {
     })
 }
 
-/// Serves on `listener` until `shutdown` resolves, then drains.
+/// Serves on `listener` until `shutdown` resolves, then drains. The store
+/// is prepared (`store::prepare`) while the server already listens: until
+/// it is, health reports NOT_SERVING, `/readyz` 503, and the exchange's
+/// and administrators' calls UNAVAILABLE; the sweeper, the tally folder
+/// and the other background tasks start after it. If preparing fails, the
+/// server stops with that error.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<dyn Store>,
@@ -87,6 +96,7 @@ pub async fn serve(
         .client_ca_root(Certificate::from_pem(read(&options.tls.client_ca)?));
 
     let (stopping_tx, stopping) = watch::channel(false);
+    let (make_ready, readiness) = Readiness::starting();
     let policy = Arc::new(options.policy);
     let feed = Arc::new(crate::api::Feed::default());
     let metrics = Arc::new(Metrics::new());
@@ -97,6 +107,7 @@ pub async fn serve(
             metrics.clone(),
             store.clone(),
             clock.clone(),
+            readiness.clone(),
             async move {
                 let _ = stop.wait_for(|s| *s).await;
             },
@@ -123,32 +134,42 @@ pub async fn serve(
             listener,
             tls,
             admin.clone(),
+            readiness.clone(),
             stopping.clone(),
         ));
     }
-    tokio::spawn(sweep(
-        store.clone(),
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    report_health(&health, ServingStatus::NotServing).await;
+    let (failed_tx, failed) = tokio::sync::oneshot::channel();
+    let background = Background {
+        store,
         clock,
         policy,
         feed,
-        options.sweep_interval,
-        stopping.clone(),
-        metrics.clone(),
-    ));
-
-    tokio::spawn(fold_tallies(
-        store.clone(),
-        options.fold_interval,
-        stopping.clone(),
-    ));
-
-    tokio::spawn(analyze_grown_tables(store.clone(), stopping.clone()));
-
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<ExchangeServer<ExchangeService>>()
-        .await;
-    tokio::spawn(watch_database(store, health.clone(), stopping.clone()));
+        metrics: metrics.clone(),
+        sweep_interval: options.sweep_interval,
+        fold_interval: options.fold_interval,
+        stopping: stopping.clone(),
+    };
+    let preparing = health.clone();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        if let Err(e) = crate::store::prepare(background.store.as_ref()).await {
+            let _ = failed_tx.send(e);
+            return;
+        }
+        if *background.stopping.borrow() {
+            return;
+        }
+        background.start(preparing.clone());
+        report_health(&preparing, ServingStatus::Serving).await;
+        make_ready.ready();
+        tracing::info!(
+            millis = started.elapsed().as_millis() as u64,
+            "ready: the database is prepared"
+        );
+    });
 
     // Both reflection versions: grpcurl and buf curl ask for v1, older
     // clients for v1alpha. google.rpc is included so they can decode the
@@ -165,9 +186,17 @@ pub async fn serve(
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
+    let (failure_tx, mut failure) = tokio::sync::oneshot::channel();
     let signal = async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections, live feeds end, in-flight calls finish");
+        tokio::select! {
+            () = shutdown => tracing::info!(
+                "shutting down: no new connections, live feeds end, in-flight calls finish"
+            ),
+            Ok(e) = failed => {
+                tracing::error!(error = %e, "preparing the database failed: shutting down");
+                let _ = failure_tx.send(e);
+            }
+        }
         health
             .set_not_serving::<ExchangeServer<ExchangeService>>()
             .await;
@@ -188,11 +217,66 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ExchangeServer::new(exchange))
-        .add_service(AdminServer::new(admin))
+        .add_service(InterceptedService::new(
+            ExchangeServer::new(exchange),
+            readiness.clone(),
+        ))
+        .add_service(InterceptedService::new(AdminServer::new(admin), readiness))
         .serve_with_incoming_shutdown(incoming, signal)
         .await
-        .map_err(ServeError::Transport)
+        .map_err(ServeError::Transport)?;
+    match failure.try_recv() {
+        Ok(e) => Err(ServeError::Prepare(e)),
+        Err(_) => Ok(()),
+    }
+}
+
+/// The server's work besides answering calls, which starts once the
+/// store is prepared.
+struct Background {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    policy: Arc<Policy>,
+    feed: Arc<crate::api::Feed>,
+    metrics: Arc<Metrics>,
+    sweep_interval: Duration,
+    fold_interval: Duration,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Background {
+    fn start(self, health: tonic_health::server::HealthReporter) {
+        tokio::spawn(sweep(
+            self.store.clone(),
+            self.clock,
+            self.policy,
+            self.feed,
+            self.sweep_interval,
+            self.stopping.clone(),
+            self.metrics,
+        ));
+        tokio::spawn(fold_tallies(
+            self.store.clone(),
+            self.fold_interval,
+            self.stopping.clone(),
+        ));
+        tokio::spawn(analyze_grown_tables(
+            self.store.clone(),
+            self.stopping.clone(),
+        ));
+        tokio::spawn(watch_database(self.store, health, self.stopping));
+    }
+}
+
+/// The server's health as a whole and the Exchange service's.
+async fn report_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    health
+        .set_service_status(
+            <ExchangeServer<ExchangeService> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
 }
 
 /// At most this many cases and reminders of each kind per sweep; a sweep
@@ -326,10 +410,7 @@ async fn watch_database(
                 tracing::warn!("database unreachable: reporting NOT_SERVING");
                 ServingStatus::NotServing
             };
-            health.set_service_status("", status).await;
-            health
-                .set_service_status("twoplace.v1.Exchange", status)
-                .await;
+            report_health(&health, status).await;
         }
     }
 }

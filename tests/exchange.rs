@@ -33,6 +33,7 @@ backend_tests!(
     concurrent_single_publishes_are_each_answered_as_alone,
     two_servers_publishing_the_same_new_cases_agree,
     health_and_reflection_are_served,
+    a_server_preparing_its_database_listens_but_is_not_ready,
 );
 
 /// Copies of one message sent at once: one is accepted, and every copy
@@ -1355,5 +1356,104 @@ async fn health_and_reflection_are_served(backend: Backend) {
             "{expected} in {names:?}"
         );
     }
+    server.finish().await;
+}
+
+async fn a_server_preparing_its_database_listens_but_is_not_ready(backend: Backend) {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let server = TestServer::start(&backend).await;
+    let mut origin = server.office(ORIGIN).await;
+    accepted(
+        &publish(
+            &mut origin,
+            vec![registration("reg-1", DESTINATION, &zhang())],
+        )
+        .await,
+    );
+
+    let held = TalliesForgotten::hold(server.database_url()).await;
+    let starting = server.replica_starting().await;
+    let channel = starting
+        .channel_as(
+            starting.pki.office_cert(ORIGIN),
+            starting.pki.office_key(ORIGIN),
+        )
+        .await
+        .expect("it listens while it prepares");
+    let mut health = HealthClient::new(channel.clone());
+    let status = |service: &str| HealthCheckRequest {
+        service: service.into(),
+    };
+    for service in ["", "twoplace.v1.Exchange"] {
+        let answer = health.check(status(service)).await.unwrap().into_inner();
+        assert_eq!(
+            answer.status,
+            ServingStatus::NotServing as i32,
+            "{service:?}"
+        );
+    }
+    let mut client = proto::exchange_client::ExchangeClient::new(channel);
+    let refused = client
+        .get_case(proto::GetCaseRequest {
+            resident_id: zhang(),
+            origin_office: String::new(),
+            purpose: "test".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("starting"), "{refused:?}");
+    assert!(
+        refused
+            .get_details_retry_info()
+            .and_then(|r| r.retry_delay)
+            .is_some(),
+        "a retry delay: {refused:?}"
+    );
+    let mut admin = proto::admin_client::AdminClient::new(
+        starting
+            .channel_as(
+                starting.pki.admin_cert(ADMIN),
+                starting.pki.admin_key(ADMIN),
+            )
+            .await
+            .unwrap(),
+    );
+    let backlog = || proto::BacklogRequest {
+        region: ADMIN.into(),
+        ..Default::default()
+    };
+    let refused = admin.backlog(backlog()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    let (code, body) = starting.http_get("/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(starting.http_get("/healthz").await.0, 200);
+    let (code, body) = starting
+        .https_get(
+            "/api/v1/whoami",
+            None,
+            Some((
+                starting.pki.admin_cert(ADMIN),
+                starting.pki.admin_key(ADMIN),
+            )),
+        )
+        .await;
+    assert_eq!(code, 503, "{body}");
+
+    held.release().await;
+    starting.wait_ready().await;
+    for service in ["", "twoplace.v1.Exchange"] {
+        let answer = health.check(status(service)).await.unwrap().into_inner();
+        assert_eq!(answer.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let case = get_case(&mut client, &zhang()).await;
+    assert_eq!(case.resident_id, zhang());
+    admin
+        .backlog(backlog())
+        .await
+        .expect("the backlog once ready");
+    starting.finish().await;
     server.finish().await;
 }

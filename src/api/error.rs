@@ -20,6 +20,9 @@ pub enum ApiError {
     PermissionDenied(String),
     #[error("{0}")]
     NotFound(String),
+    /// The server listens but its store is still being prepared.
+    #[error("the server is starting")]
+    Starting,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -67,6 +70,12 @@ impl From<ApiError> for Status {
             ApiError::Unauthenticated(m) => Status::unauthenticated(m),
             ApiError::PermissionDenied(m) => Status::permission_denied(m),
             ApiError::NotFound(m) => Status::not_found(m),
+            ApiError::Starting => Status::with_error_details(
+                Code::Unavailable,
+                "the server is starting: it is counting the backlog tallies of its database \
+                 (once; minutes on a large one); retry shortly",
+                ErrorDetails::with_retry_info(Some(STARTING_RETRY)),
+            ),
             ApiError::Store(e @ StoreError::Unavailable(_)) => {
                 tracing::warn!(error = %chain(&e), "database unavailable");
                 Status::unavailable("the database is unavailable; retry later")
@@ -82,6 +91,9 @@ impl From<ApiError> for Status {
         }
     }
 }
+
+/// When a client should try again while the server is starting.
+const STARTING_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An error and its causes on one line, for the log.
 fn chain(e: &dyn std::error::Error) -> String {

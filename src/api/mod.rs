@@ -9,9 +9,11 @@ pub mod error;
 pub mod exchange;
 pub mod feed;
 pub mod identity;
+pub mod readiness;
 pub mod token;
 
 pub use error::ApiError;
 pub use exchange::ExchangeService;
 pub use feed::Feed;
 pub use identity::Caller;
+pub use readiness::{MakeReady, Readiness};

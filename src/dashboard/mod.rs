@@ -30,7 +30,7 @@ use tonic_types::StatusExt;
 
 use crate::api::admin::AdminService;
 use crate::api::identity::{Authenticated, Caller};
-use crate::api::{ApiError, token};
+use crate::api::{ApiError, Readiness, token};
 use crate::domain::region::name_of_prefix;
 use crate::json::to_json;
 use crate::proto;
@@ -117,12 +117,16 @@ pub async fn serve(
     listener: TcpListener,
     tls: DashboardTls,
     admin: AdminService,
+    readiness: Readiness,
     mut stopping: watch::Receiver<bool>,
 ) {
-    let app = router(Dashboard {
-        admin,
-        verifier: tls.verifier,
-    });
+    let app = router(
+        Dashboard {
+            admin,
+            verifier: tls.verifier,
+        },
+        readiness,
+    );
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);
     loop {
         let accepted = tokio::select! {
@@ -168,8 +172,14 @@ pub async fn serve(
     }
 }
 
-fn router(dashboard: Dashboard) -> Router {
+fn router(dashboard: Dashboard, readiness: Readiness) -> Router {
     Router::new()
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/backlog", get(backlog))
+        .route("/api/v1/trend", get(trend))
+        .route("/api/v1/overdue", get(overdue))
+        // The API only: the page loads, and says what its calls are told.
+        .route_layer(axum::middleware::from_fn_with_state(readiness, until_ready))
         .route(
             "/",
             get(|| async { asset("text/html; charset=utf-8", PAGE) }),
@@ -186,12 +196,20 @@ fn router(dashboard: Dashboard) -> Router {
             "/favicon.svg",
             get(|| async { asset("image/svg+xml", ICON) }),
         )
-        .route("/api/v1/whoami", get(whoami))
-        .route("/api/v1/backlog", get(backlog))
-        .route("/api/v1/trend", get(trend))
-        .route("/api/v1/overdue", get(overdue))
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(dashboard)
+}
+
+/// Answers 503, as gRPC answers UNAVAILABLE, until the server is ready.
+async fn until_ready(
+    State(readiness): State<Readiness>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match readiness.check() {
+        Ok(()) => next.run(request).await,
+        Err(e) => HttpError::from(e).into_response(),
+    }
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -293,6 +311,11 @@ impl IntoResponse for HttpError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(delay) = self.0.get_details_retry_info().and_then(|r| r.retry_delay) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(delay.as_secs()));
         }
         response
     }

@@ -375,22 +375,41 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Connects to the database the URL names (`sqlite:…` or `postgres://…`),
-/// creating it if needed, and applies the migrations.
+/// creating it if needed, applies the migrations and prepares it
+/// ([`prepare`]): ready for use, for tools and tests. The server opens
+/// ([`open`]) and prepares while it already listens.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+    let store = open(url).await?;
+    prepare(store.as_ref()).await?;
+    Ok(store)
+}
+
+/// Connects to the database the URL names (`sqlite:…` or `postgres://…`),
+/// creating it if needed, and applies the migrations; [`prepare`] must
+/// follow before anything reads or writes the backlog.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(if url.starts_with("sqlite:") {
         Arc::new(SqliteStore::connect(url).await?)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Arc::new(PgStore::connect(url).await?)
     } else {
         return Err(StoreError::UnsupportedUrl(redact_url(url)));
-    };
-    if let Some(n) = store.build_tallies().await? {
+    })
+}
+
+/// Builds the backlog tallies of a database that has never had them,
+/// which counts every stored obligation (minutes at millions of them;
+/// once per database). Other writers wait meanwhile.
+pub async fn prepare(store: &dyn Store) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    if let Some(n @ 1..) = store.build_tallies().await? {
         tracing::info!(
             obligations = n,
+            seconds = started.elapsed().as_secs(),
             "built the backlog tallies from the stored rows"
         );
     }
-    Ok(store)
+    Ok(())
 }
 
 /// The URL without its password, for messages and logs.

@@ -2716,6 +2716,16 @@ macro_rules! sql_store {
                 if built > 0 {
                     return Ok(None);
                 }
+                // A new database has nothing to count: nothing to say.
+                let stored: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM obligations)")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if stored {
+                    tracing::info!(
+                        "counting the backlog tallies from the stored rows: once per database, \
+                         minutes on a large one"
+                    );
+                }
                 // Changes not yet folded in are counted again here.
                 for table in ["tallies_now", "tallies_daily", "tally_changes"] {
                     sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))

@@ -176,8 +176,22 @@ impl TestServer {
         server
     }
 
+    /// A server on `url`, once it is ready.
     async fn launch(url: &str, pki: DevPki, clock: Arc<ManualClock>, opts: Options) -> TestServer {
-        let store = twoplace::store::connect(url).await.unwrap();
+        let server = Self::launch_starting(url, pki, clock, opts).await;
+        server.wait_ready().await;
+        server
+    }
+
+    /// A server on `url` that may still be preparing its database.
+    async fn launch_starting(
+        url: &str,
+        pki: DevPki,
+        clock: Arc<ManualClock>,
+        opts: Options,
+    ) -> TestServer {
+        // As `twoplace serve` does: the server prepares the store itself.
+        let store = twoplace::store::open(url).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -305,6 +319,30 @@ impl TestServer {
         .await
     }
 
+    /// A second server on the same database that may still be preparing
+    /// it (`wait_ready`).
+    pub async fn replica_starting(&self) -> TestServer {
+        Self::launch_starting(
+            &self.url,
+            self.pki.clone(),
+            self.clock.clone(),
+            self.opts.clone(),
+        )
+        .await
+    }
+
+    /// Waits until `/readyz` says ready, as an orchestrator would.
+    pub async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while self.http_get("/readyz").await.0 != 200 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server is ready within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     fn tls(&self) -> ClientTlsConfig {
         ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(std::fs::read(self.pki.ca()).unwrap()))
@@ -394,6 +432,49 @@ impl TestServer {
             .await
             .unwrap();
             pool.close().await;
+        }
+    }
+}
+
+/// A transaction that has the backlog tallies counted again at the next
+/// start, as on a database from before they existed, and holds that count
+/// off until it ends: SQLite's write lock, the PostgreSQL table's lock.
+pub enum TalliesForgotten {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl TalliesForgotten {
+    pub async fn hold(url: &str) -> Self {
+        use sqlx::Connection as _;
+        const FORGET: &str = "DELETE FROM tallies_built";
+        if url.starts_with("sqlite:") {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("BEGIN IMMEDIATE; {FORGET}")))
+                .execute(&mut c)
+                .await
+                .unwrap();
+            TalliesForgotten::Sqlite(c)
+        } else {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "BEGIN; LOCK TABLE tallies_built IN ACCESS EXCLUSIVE MODE; {FORGET}"
+            )))
+            .execute(&mut c)
+            .await
+            .unwrap();
+            TalliesForgotten::Postgres(c)
+        }
+    }
+
+    pub async fn release(self) {
+        match self {
+            TalliesForgotten::Sqlite(mut c) => {
+                sqlx::raw_sql("COMMIT").execute(&mut c).await.unwrap();
+            }
+            TalliesForgotten::Postgres(mut c) => {
+                sqlx::raw_sql("COMMIT").execute(&mut c).await.unwrap();
+            }
         }
     }
 }
