@@ -22,6 +22,7 @@ backend_tests!(
     replies_discharge_what_is_owed,
     a_csv_import_reports_bad_rows_by_line,
     a_paced_drill_has_late_answers,
+    an_import_waits_for_a_server_that_is_starting,
 );
 
 /// One registration per line, each for another person, without periodic
@@ -741,5 +742,43 @@ async fn a_paced_drill_has_late_answers(backend: Backend) {
     };
     close(on_time, "fulfilled_on_time");
     close(late, "fulfilled_late");
+    server.finish().await;
+}
+
+async fn an_import_waits_for_a_server_that_is_starting(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("april.jsonl");
+    write_lines(
+        &file,
+        &[registration_line(1, None), registration_line(2, None)],
+    );
+    let held = TalliesForgotten::hold(server.database_url()).await;
+    let starting = server.replica_starting().await;
+    let import = starting
+        .cli(ORIGIN)
+        .arg("publish")
+        .arg(&file)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Released once the import has been told to wait.
+    let told = "Exchange/Publish\",code=\"UNAVAILABLE\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !starting.http_get("/metrics").await.1.contains(told) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import was refused"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    held.release().await;
+    let run = import.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("the server is starting"), "{stderr}");
+    let mut destination = starting.office(DESTINATION).await;
+    assert_eq!(inbox_all(&mut destination).await.len(), 2);
+    starting.finish().await;
     server.finish().await;
 }

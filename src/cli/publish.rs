@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use tonic::Code;
+use tonic_types::StatusExt;
 
 use super::{Connect, envelope_from_json, status_error};
 use twoplace::proto;
@@ -299,8 +300,9 @@ async fn send(
 ) -> Result<Vec<proto::PublishOutcome>> {
     let messages: Vec<_> = batch.iter().map(|(_, e)| e.clone()).collect();
     let mut wait = Duration::from_millis(200);
-    for attempt in 1.. {
-        match client
+    let mut attempts = 1;
+    loop {
+        let status = match client
             .publish(proto::PublishRequest {
                 messages: messages.clone(),
             })
@@ -317,21 +319,35 @@ async fn send(
                 }
                 return Ok(outcomes);
             }
-            Err(status)
-                if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
-                    && attempt < 8 =>
-            {
-                eprintln!(
-                    "\nserver unavailable ({}); retrying in {wait:?}",
-                    status.message()
-                );
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(10));
-            }
-            Err(status) => return Err(status_error(status)),
+            Err(status) => status,
+        };
+        if let Some(delay) = starting(&status) {
+            // A server that is starting (preparing its database) says when
+            // to come back: as long as it takes, as an import would want.
+            eprintln!("\n{}; retrying in {delay:?}", status.message());
+            tokio::time::sleep(delay).await;
+        } else if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
+            && attempts < 8
+        {
+            eprintln!(
+                "\nserver unavailable ({}); retrying in {wait:?}",
+                status.message()
+            );
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(10));
+            attempts += 1;
+        } else {
+            return Err(status_error(status));
         }
     }
-    unreachable!("the loop returns")
+}
+
+/// How long a server that is starting asks its callers to wait.
+fn starting(status: &tonic::Status) -> Option<Duration> {
+    if status.code() != Code::Unavailable {
+        return None;
+    }
+    status.get_details_retry_info()?.retry_delay
 }
 
 /// Progress on stderr: a live line on a terminal, a line every few seconds
