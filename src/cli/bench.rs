@@ -32,6 +32,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::bench_load::CeilingRow;
@@ -460,20 +461,25 @@ impl ServerProcess {
             .kill_on_drop(true)
             .spawn()
             .context("starting twoplace serve")?;
-        let server = ServerProcess { child, addr };
+        let mut server = ServerProcess { child, addr };
         server.wait_ready(pki).await?;
         Ok(server)
     }
 
-    async fn wait_ready(&self, pki: &DevPki) -> Result<()> {
+    /// Waits until health says SERVING: the server listens at once, and
+    /// is ready once it has prepared the database (counting the tallies of
+    /// millions of generated rows takes minutes).
+    async fn wait_ready(&mut self, pki: &DevPki) -> Result<()> {
         let started = Instant::now();
-        // Building tallies over millions of rows happens before listening.
         while started.elapsed() < Duration::from_secs(1800) {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the server exited while starting ({status})");
+            }
             if let Ok(channel) = channel(self.addr, pki, "341502").await
-                && HealthClient::new(channel)
+                && let Ok(answer) = HealthClient::new(channel)
                     .check(HealthCheckRequest::default())
                     .await
-                    .is_ok()
+                && answer.into_inner().status() == ServingStatus::Serving
             {
                 return Ok(());
             }
