@@ -34,6 +34,7 @@ backend_tests!(
     two_servers_publishing_the_same_new_cases_agree,
     health_and_reflection_are_served,
     a_server_preparing_its_database_listens_but_is_not_ready,
+    a_server_that_cannot_prepare_its_database_stops_with_the_error,
 );
 
 /// Copies of one message sent at once: one is accepted, and every copy
@@ -1456,4 +1457,32 @@ async fn a_server_preparing_its_database_listens_but_is_not_ready(backend: Backe
         .expect("the backlog once ready");
     starting.finish().await;
     server.finish().await;
+}
+
+async fn a_server_that_cannot_prepare_its_database_stops_with_the_error(backend: Backend) {
+    let mut server = TestServer::start(&backend).await;
+    server.shutdown().await;
+    // Migrated, so opened as usual; its tallies cannot be counted.
+    let url = server.database_url().to_string();
+    let broken = if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::raw_sql("DROP TABLE tallies_built")
+            .execute(&pool)
+            .await
+            .map(drop)
+    } else {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::raw_sql("DROP TABLE tallies_built")
+            .execute(&pool)
+            .await
+            .map(drop)
+    };
+    broken.unwrap();
+    let starting = server.replica_starting().await;
+    let error = starting.failure().await;
+    assert!(
+        matches!(error, twoplace::server::ServeError::Prepare(_)),
+        "{error:?}"
+    );
+    server.discard().await;
 }

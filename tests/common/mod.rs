@@ -405,6 +405,38 @@ impl TestServer {
         }
     }
 
+    /// The error the server stopped with on its own (it was not asked
+    /// to); drops its PostgreSQL database without checking it.
+    pub async fn failure(mut self) -> server::ServeError {
+        let task = self.task.take().expect("a running server");
+        let stopped = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the server stops on its own within 30 s")
+            .unwrap();
+        self.drop_database().await;
+        stopped.expect_err("the server stops with an error")
+    }
+
+    /// Stops the server and drops its PostgreSQL database without checking
+    /// it (for a test that broke it on purpose).
+    pub async fn discard(mut self) {
+        self.shutdown().await;
+        self.drop_database().await;
+    }
+
+    async fn drop_database(&mut self) {
+        if let Some((admin_url, name)) = self.database.take() {
+            let pool = sqlx::PgPool::connect(&admin_url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+    }
+
     /// Stops the server and drops its PostgreSQL database.
     pub async fn finish(mut self) {
         self.shutdown().await;
@@ -423,16 +455,7 @@ impl TestServer {
         // PostgreSQL does not check these references (migration 0005).
         let dangling = dangling_references(&self.url).await;
         assert_eq!(dangling, 0, "rows refer to rows that do not exist");
-        if let Some((admin_url, name)) = self.database.take() {
-            let pool = sqlx::PgPool::connect(&admin_url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&pool)
-            .await
-            .unwrap();
-            pool.close().await;
-        }
+        self.drop_database().await;
     }
 }
 
