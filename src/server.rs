@@ -152,24 +152,29 @@ pub async fn serve(
         fold_interval: options.fold_interval,
         stopping: stopping.clone(),
     };
-    let preparing = health.clone();
-    tokio::spawn(async move {
-        let started = std::time::Instant::now();
-        if let Err(e) = crate::store::prepare(background.store.as_ref()).await {
-            let _ = failed_tx.send(e);
-            return;
+    // Polled beside the server below, not spawned: it ends with the
+    // server (a count cut short by shutdown is rolled back), and it runs
+    // on the caller's thread, so only that thread's allocator arena grows
+    // with the rows a count reads. Spawned, it moved between the workers
+    // and grew each one's: peak RSS 219–224 MiB against 128 MiB, counting
+    // 2 M obligations on PostgreSQL.
+    let preparing = {
+        let health = health.clone();
+        async move {
+            let started = std::time::Instant::now();
+            if let Err(e) = crate::store::prepare(background.store.as_ref()).await {
+                let _ = failed_tx.send(e);
+                return;
+            }
+            background.start(health.clone());
+            report_health(&health, ServingStatus::Serving).await;
+            make_ready.ready();
+            tracing::info!(
+                millis = started.elapsed().as_millis() as u64,
+                "ready: the database is prepared"
+            );
         }
-        if *background.stopping.borrow() {
-            return;
-        }
-        background.start(preparing.clone());
-        report_health(&preparing, ServingStatus::Serving).await;
-        make_ready.ready();
-        tracing::info!(
-            millis = started.elapsed().as_millis() as u64,
-            "ready: the database is prepared"
-        );
-    });
+    };
 
     // Both reflection versions: grpcurl and buf curl ask for v1, older
     // clients for v1alpha. google.rpc is included so they can decode the
@@ -202,7 +207,7 @@ pub async fn serve(
             .await;
         let _ = stopping_tx.send(true);
     };
-    Server::builder()
+    let serving = Server::builder()
         .tls_config(tls)
         .map_err(ServeError::Tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -222,9 +227,13 @@ pub async fn serve(
             readiness.clone(),
         ))
         .add_service(InterceptedService::new(AdminServer::new(admin), readiness))
-        .serve_with_incoming_shutdown(incoming, signal)
-        .await
-        .map_err(ServeError::Transport)?;
+        .serve_with_incoming_shutdown(incoming, signal);
+    let mut serving = std::pin::pin!(serving);
+    let served = tokio::select! {
+        served = &mut serving => served,
+        () = preparing => serving.await,
+    };
+    served.map_err(ServeError::Transport)?;
     match failure.try_recv() {
         Ok(e) => Err(ServeError::Prepare(e)),
         Err(_) => Ok(()),
