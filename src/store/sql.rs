@@ -399,6 +399,21 @@ pub(crate) fn replies_of(bytes: Option<&[u8]>) -> Result<crate::domain::kpi::Rep
     }
 }
 
+/// How often a long count says how far it is.
+pub(crate) const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How far `at` is from `first` to `last`, in whole percent.
+pub(crate) fn percent(first: i64, at: i64, last: i64) -> u8 {
+    let (done, all) = (
+        i128::from(at) - i128::from(first),
+        i128::from(last) - i128::from(first),
+    );
+    if all <= 0 {
+        return 100;
+    }
+    (done.clamp(0, all) * 100 / all) as u8
+}
+
 /// The columns tallies read, for [`obligation_facts`].
 pub(crate) const FACT_COLUMNS: &str = "kind, debtor, creditor, state, opened_us, due_us, \
      escalates_us, closed_us, reminded_overdue_us, reminded_escalated_us";
@@ -1267,6 +1282,18 @@ macro_rules! sql_store {
                 let sql = format!(
                     "SELECT id, {FACT_COLUMNS} FROM obligations WHERE id > $1 ORDER BY id LIMIT {BATCH}"
                 );
+                // The count at start takes minutes at millions of
+                // obligations: the log says how far it is, by the ids read
+                // (they only grow) against the range there is.
+                let mut progress = if write {
+                    let (first, last): (Option<i64>, Option<i64>) =
+                        sqlx::query_as("SELECT MIN(id), MAX(id) FROM obligations")
+                            .fetch_one(&mut **tx)
+                            .await?;
+                    first.zip(last).map(|range| (range, std::time::Instant::now()))
+                } else {
+                    None
+                };
                 let mut after = i64::MIN;
                 loop {
                     let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
@@ -1285,6 +1312,16 @@ macro_rules! sql_store {
                     if write && counted >= WRITE_EVERY {
                         Self::add_to_tallies(tx, std::mem::take(&mut tallies)).await?;
                         counted = 0;
+                    }
+                    if let Some(((first, last), reported)) = &mut progress
+                        && reported.elapsed() >= $crate::store::sql::PROGRESS_EVERY
+                    {
+                        tracing::info!(
+                            obligations = read,
+                            percent = $crate::store::sql::percent(*first, after, *last),
+                            "counting the backlog tallies"
+                        );
+                        *reported = std::time::Instant::now();
                     }
                 }
                 let rows = sqlx::query(
@@ -2803,3 +2840,20 @@ macro_rules! sql_store {
 }
 
 pub(crate) use sql_store;
+
+#[cfg(test)]
+mod tests {
+    use super::percent;
+
+    #[test]
+    fn progress_is_the_share_of_the_id_range_read() {
+        assert_eq!(percent(1, 1, 101), 0);
+        assert_eq!(percent(1, 51, 101), 50);
+        assert_eq!(percent(1, 101, 101), 100);
+        // One obligation, or ids read past the range taken at the start.
+        assert_eq!(percent(7, 7, 7), 100);
+        assert_eq!(percent(1, 500, 101), 100);
+        assert_eq!(percent(i64::MIN, i64::MAX, i64::MAX), 100);
+        assert_eq!(percent(i64::MIN, 0, i64::MAX), 50);
+    }
+}
