@@ -196,8 +196,12 @@ document.addEventListener("DOMContentLoaded", async () => {
   } catch (e) {
     notice(e.status === 401
       ? "Sign in: run `twoplace admin token --as admin:<region>` and open the address it prints, or use an administrator's client certificate."
-      : e.message);
+      : e.status === 503
+        ? e.message + " (this page tries again by itself)"
+        : e.message);
     document.body.dataset.loading = "false";
+    // Starting, or its database unreachable: both pass.
+    if (e.status === 503) setTimeout(() => location.reload(), 5000);
     return;
   }
   load();
