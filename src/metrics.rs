@@ -249,6 +249,12 @@ impl Metrics {
             "1 when the database answers.",
             f64::from(u8::from(gauges.database_up)),
         );
+        gauge(
+            &mut out,
+            "twoplace_ready",
+            "1 once the database is prepared at start (the backlog tallies counted).",
+            f64::from(u8::from(gauges.ready)),
+        );
         out
     }
 }
@@ -258,6 +264,7 @@ pub struct Gauges {
     pub obligations: Option<(i64, i64)>,
     pub pool: (u32, u32),
     pub database_up: bool,
+    pub ready: bool,
 }
 
 /// Counts every RPC the gRPC server answers, by its path and the code in
@@ -325,16 +332,17 @@ struct Http {
 }
 
 async fn scrape(State(http): State<Http>) -> impl IntoResponse {
-    let up = http.store.ping().await.is_ok();
+    let (up, ready) = (http.store.ping().await.is_ok(), http.readiness.is_ready());
     let gauges = Gauges {
         // Not while the tallies they are read from are being counted.
-        obligations: if up && http.readiness.is_ready() {
+        obligations: if up && ready {
             http.store.open_obligations(http.clock.now()).await.ok()
         } else {
             None
         },
         pool: http.store.pool_use(),
         database_up: up,
+        ready,
     };
     (
         [(
@@ -400,6 +408,7 @@ mod tests {
             obligations: Some((5, 2)),
             pool: (3, 1),
             database_up: true,
+            ready: true,
         });
         assert!(text.contains(
             "twoplace_rpc_requests_total{method=\"/twoplace.v1.Exchange/Publish\",code=\"OK\"} 1"

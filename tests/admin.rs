@@ -31,15 +31,6 @@ fn plain_registration(id: &str, resident_id: &str, origin: &str) -> proto::Envel
     m
 }
 
-async fn admin(server: &TestServer) -> AdminClient<tonic::transport::Channel> {
-    AdminClient::new(
-        server
-            .channel_as(server.pki.admin_cert(ADMIN), server.pki.admin_key(ADMIN))
-            .await
-            .unwrap(),
-    )
-}
-
 async fn sent(
     client: &mut proto::exchange_client::ExchangeClient<tonic::transport::Channel>,
     m: proto::Envelope,
@@ -55,7 +46,8 @@ async fn sent(
 
 /// A region's backlog, as the administrator of province 34 sees it.
 async fn backlog_of(server: &TestServer, region: &str) -> proto::BacklogResponse {
-    admin(server)
+    server
+        .admin_service()
         .await
         .backlog(proto::BacklogRequest {
             region: region.into(),
@@ -68,7 +60,8 @@ async fn backlog_of(server: &TestServer, region: &str) -> proto::BacklogResponse
 
 /// A region's trend by day, as the administrator of province 34 sees it.
 async fn daily_trend_of(server: &TestServer, region: &str) -> proto::TrendResponse {
-    admin(server)
+    server
+        .admin_service()
         .await
         .trend(proto::TrendRequest {
             region: region.into(),
@@ -189,7 +182,8 @@ async fn the_backlog_adds_up_as_computed_by_hand(backend: Backend) {
     assert_eq!(total.on_time_rate, Some(1.0 / 3.0));
 
     // The province lists its cities.
-    let province = admin(&server)
+    let province = server
+        .admin_service()
         .await
         .backlog(proto::BacklogRequest::default())
         .await
@@ -233,7 +227,7 @@ async fn administrators_see_only_their_region_masked(backend: Backend) {
     sent(&mut jinan, plain_registration("reg-a", &a, ORIGIN)).await;
     server.clock.advance(time::Duration::days(40));
 
-    let mut admin = admin(&server).await;
+    let mut admin = server.admin_service().await;
     let denied = admin
         .backlog(proto::BacklogRequest {
             region: "31".into(),
@@ -354,6 +348,7 @@ async fn metrics_count_what_happened_without_personal_data(backend: Backend) {
     // The registration's confirmation and its receipt are owed.
     assert_eq!(value("twoplace_obligations_open"), 2.0);
     assert_eq!(value("twoplace_db_up"), 1.0);
+    assert_eq!(value("twoplace_ready"), 1.0);
     assert!(value("twoplace_db_pool_connections") >= 1.0);
     // Every sample parses; no ID, no name.
     for line in text
@@ -446,7 +441,8 @@ async fn a_trend_shows_each_day(backend: Backend) {
         "the last bucket holds now"
     );
 
-    let weeks = admin(&server)
+    let weeks = server
+        .admin_service()
         .await
         .trend(proto::TrendRequest {
             region: ORIGIN.into(),
@@ -485,7 +481,8 @@ async fn a_township_office_has_its_own_backlog_and_trend(backend: Backend) {
     // 40 days on, the destination's receipt and confirmation are overdue,
     // owed to the township.
     server.clock.advance(time::Duration::days(40));
-    let backlog = admin(&server)
+    let backlog = server
+        .admin_service()
         .await
         .backlog(proto::BacklogRequest {
             region: TOWNSHIP.into(),
@@ -497,7 +494,8 @@ async fn a_township_office_has_its_own_backlog_and_trend(backend: Backend) {
     let owed = backlog.total.unwrap().as_creditor.unwrap();
     assert_eq!((owed.open, owed.overdue), (2, 2));
     // Its county counts it too.
-    let county = admin(&server)
+    let county = server
+        .admin_service()
         .await
         .backlog(proto::BacklogRequest {
             region: ORIGIN.into(),
@@ -507,7 +505,8 @@ async fn a_township_office_has_its_own_backlog_and_trend(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(county.total.unwrap().as_creditor.unwrap().open, 2);
-    let trend = admin(&server)
+    let trend = server
+        .admin_service()
         .await
         .trend(proto::TrendRequest {
             region: TOWNSHIP.into(),
@@ -555,7 +554,8 @@ async fn a_township_office_has_its_own_backlog_and_trend(backend: Backend) {
     let mut pages = Vec::new();
     let mut token = String::new();
     loop {
-        let page = admin(&server)
+        let page = server
+            .admin_service()
             .await
             .list_overdue(proto::ListOverdueRequest {
                 region: ORIGIN.into(),
@@ -573,7 +573,8 @@ async fn a_township_office_has_its_own_backlog_and_trend(backend: Backend) {
     }
     assert_eq!(pages, [TOWNSHIP, ORIGIN]);
     // The township alone: its own.
-    let overdue = admin(&server)
+    let overdue = server
+        .admin_service()
         .await
         .list_overdue(proto::ListOverdueRequest {
             region: TOWNSHIP.into(),
@@ -594,7 +595,7 @@ async fn a_township_office_has_its_own_backlog_and_trend(backend: Backend) {
 async fn the_office_directory_names_offices_in_reports(backend: Backend) {
     use tonic_types::StatusExt;
     let server = TestServer::start(&backend).await;
-    let mut admin = admin(&server).await;
+    let mut admin = server.admin_service().await;
     let upsert = |code: &str, name: &str| proto::UpsertOfficeRequest {
         office: Some(proto::Office {
             code: code.into(),

@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use twoplace::proto::{self, admin_client::AdminClient};
+use twoplace::proto;
 
 backend_tests!(
     the_dashboard_is_for_administrators_only,
@@ -141,12 +141,7 @@ async fn the_page_shows_what_backlog_says(backend: Backend) {
     // A month on, answers are overdue and some escalated.
     server.clock.advance(time::Duration::days(40));
 
-    let grpc = AdminClient::new(
-        server
-            .channel_as(server.pki.admin_cert(ADMIN), server.pki.admin_key(ADMIN))
-            .await
-            .unwrap(),
-    );
+    let grpc = server.admin_service().await;
     let backlog = |region: &str| {
         let request = proto::BacklogRequest {
             region: region.into(),

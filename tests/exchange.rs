@@ -1413,15 +1413,7 @@ async fn a_server_preparing_its_database_listens_but_is_not_ready(backend: Backe
             .is_some(),
         "a retry delay: {refused:?}"
     );
-    let mut admin = proto::admin_client::AdminClient::new(
-        starting
-            .channel_as(
-                starting.pki.admin_cert(ADMIN),
-                starting.pki.admin_key(ADMIN),
-            )
-            .await
-            .unwrap(),
-    );
+    let mut admin = starting.admin_service().await;
     let backlog = || proto::BacklogRequest {
         region: ADMIN.into(),
         ..Default::default()
@@ -1430,6 +1422,8 @@ async fn a_server_preparing_its_database_listens_but_is_not_ready(backend: Backe
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     let (code, body) = starting.http_get("/readyz").await;
     assert_eq!(code, 503, "{body}");
+    let (_, metrics) = starting.http_get("/metrics").await;
+    assert!(metrics.contains("\ntwoplace_ready 0\n"), "{metrics}");
     assert_eq!(starting.http_get("/healthz").await.0, 200);
     let (code, body) = starting
         .https_get(

@@ -17,6 +17,7 @@ use twoplace::domain::resident_id::check_char;
 use twoplace::domain::{Policy, RegionCode, RegionPrefix};
 use twoplace::pki::{self, DevPki};
 use twoplace::proto;
+use twoplace::proto::admin_client::AdminClient;
 use twoplace::proto::exchange_client::ExchangeClient;
 use twoplace::server::{self, ServerOptions, TlsFiles};
 
@@ -375,6 +376,15 @@ impl TestServer {
 
     pub async fn admin(&self) -> ExchangeClient<Channel> {
         ExchangeClient::new(
+            self.channel_as(self.pki.admin_cert(ADMIN), self.pki.admin_key(ADMIN))
+                .await
+                .unwrap(),
+        )
+    }
+
+    /// A client of the Admin service, as the administrator of [`ADMIN`].
+    pub async fn admin_service(&self) -> AdminClient<Channel> {
+        AdminClient::new(
             self.channel_as(self.pki.admin_cert(ADMIN), self.pki.admin_key(ADMIN))
                 .await
                 .unwrap(),
