@@ -16,4 +16,4 @@ pub use error::ApiError;
 pub use exchange::ExchangeService;
 pub use feed::Feed;
 pub use identity::Caller;
-pub use readiness::{MakeReady, Readiness};
+pub use readiness::Readiness;

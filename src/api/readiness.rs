@@ -26,11 +26,6 @@ impl Readiness {
         (MakeReady(tx), Readiness(rx))
     }
 
-    /// Ready from the start (a store that needs no preparing).
-    pub fn ready() -> Readiness {
-        Readiness(watch::channel(true).1)
-    }
-
     pub fn is_ready(&self) -> bool {
         *self.0.borrow()
     }
@@ -73,6 +68,5 @@ mod tests {
         make_ready.ready();
         assert!(copy.is_ready());
         assert!(tonic::service::Interceptor::call(&mut readiness, Request::new(())).is_ok());
-        assert!(Readiness::ready().check().is_ok());
     }
 }

@@ -471,7 +471,8 @@ impl TestServer {
 
 /// A transaction that has the backlog tallies counted again at the next
 /// start, as on a database from before they existed, and holds that count
-/// off until it ends: SQLite's write lock, the PostgreSQL table's lock.
+/// off until it ends: SQLite's write lock (a server waits for it up to its
+/// busy timeout, 10 s, then stops), the PostgreSQL table's lock.
 pub enum TalliesForgotten {
     Sqlite(sqlx::SqliteConnection),
     Postgres(sqlx::PgConnection),
