@@ -141,7 +141,8 @@ pub async fn serve(
 
     let (health, health_service) = tonic_health::server::health_reporter();
     report_health(&health, ServingStatus::NotServing).await;
-    let (failed_tx, failed) = tokio::sync::oneshot::channel();
+    // Stops the server when preparing fails.
+    let (give_up, given_up) = tokio::sync::oneshot::channel::<()>();
     let background = Background {
         store,
         clock,
@@ -162,10 +163,7 @@ pub async fn serve(
         let health = health.clone();
         async move {
             let started = std::time::Instant::now();
-            if let Err(e) = crate::store::prepare(background.store.as_ref()).await {
-                let _ = failed_tx.send(e);
-                return;
-            }
+            crate::store::prepare(background.store.as_ref()).await?;
             background.start(health.clone());
             report_health(&health, ServingStatus::Serving).await;
             make_ready.ready();
@@ -173,6 +171,7 @@ pub async fn serve(
                 millis = started.elapsed().as_millis() as u64,
                 "ready: the database is prepared"
             );
+            Ok::<_, crate::store::StoreError>(())
         }
     };
 
@@ -191,16 +190,12 @@ pub async fn serve(
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
-    let (failure_tx, mut failure) = tokio::sync::oneshot::channel();
     let signal = async move {
         tokio::select! {
             () = shutdown => tracing::info!(
                 "shutting down: no new connections, live feeds end, in-flight calls finish"
             ),
-            Ok(e) = failed => {
-                tracing::error!(error = %e, "preparing the database failed: shutting down");
-                let _ = failure_tx.send(e);
-            }
+            Ok(()) = given_up => {}
         }
         health
             .set_not_serving::<ExchangeServer<ExchangeService>>()
@@ -229,14 +224,17 @@ pub async fn serve(
         .add_service(InterceptedService::new(AdminServer::new(admin), readiness))
         .serve_with_incoming_shutdown(incoming, signal);
     let mut serving = std::pin::pin!(serving);
-    let served = tokio::select! {
-        served = &mut serving => served,
-        () = preparing => serving.await,
-    };
-    served.map_err(ServeError::Transport)?;
-    match failure.try_recv() {
-        Ok(e) => Err(ServeError::Prepare(e)),
-        Err(_) => Ok(()),
+    tokio::select! {
+        served = &mut serving => served.map_err(ServeError::Transport),
+        prepared = preparing => match prepared {
+            Ok(()) => serving.await.map_err(ServeError::Transport),
+            Err(e) => {
+                tracing::error!(error = %e, "preparing the database failed: shutting down");
+                let _ = give_up.send(());
+                serving.await.map_err(ServeError::Transport)?;
+                Err(ServeError::Prepare(e))
+            }
+        },
     }
 }
 

@@ -1284,7 +1284,8 @@ macro_rules! sql_store {
                 );
                 // The count at start takes minutes at millions of
                 // obligations: the log says how far it is, by the ids read
-                // (they only grow) against the range there is.
+                // (they only grow) against the range there is. A new
+                // database has nothing to count: nothing to say.
                 let mut progress = if write {
                     let (first, last): (Option<i64>, Option<i64>) =
                         sqlx::query_as("SELECT MIN(id), MAX(id) FROM obligations")
@@ -1294,6 +1295,12 @@ macro_rules! sql_store {
                 } else {
                     None
                 };
+                if progress.is_some() {
+                    tracing::info!(
+                        "counting the backlog tallies from the stored rows: once per database, \
+                         minutes on a large one"
+                    );
+                }
                 let mut after = i64::MIN;
                 loop {
                     let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
@@ -2752,16 +2759,6 @@ macro_rules! sql_store {
                     .try_get("n")?;
                 if built > 0 {
                     return Ok(None);
-                }
-                // A new database has nothing to count: nothing to say.
-                let stored: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM obligations)")
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if stored {
-                    tracing::info!(
-                        "counting the backlog tallies from the stored rows: once per database, \
-                         minutes on a large one"
-                    );
                 }
                 // Changes not yet folded in are counted again here.
                 for table in ["tallies_now", "tallies_daily", "tally_changes"] {

@@ -311,13 +311,9 @@ impl TestServer {
     /// A second server on the same database, certificates and clock, as a
     /// replica would be. Finish it before the first.
     pub async fn replica(&self) -> TestServer {
-        Self::launch(
-            &self.url,
-            self.pki.clone(),
-            self.clock.clone(),
-            self.opts.clone(),
-        )
-        .await
+        let replica = self.replica_starting().await;
+        replica.wait_ready().await;
+        replica
     }
 
     /// A second server on the same database that may still be preparing
