@@ -162,6 +162,13 @@ struct ServeArgs {
     #[arg(long, env = "TWOPLACE_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
     heartbeat: Duration,
 
+    /// On SIGTERM or Ctrl-C, how long calls still open may take to finish
+    /// before they are cut (a cut publish is unanswered; its caller resends).
+    // Under Kubernetes' default 30 s between SIGTERM and SIGKILL, so the
+    // server closes what is left itself.
+    #[arg(long, env = "TWOPLACE_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+
     /// How often the sweeper looks for new feedback periods and due reminders.
     #[arg(long, env = "TWOPLACE_SWEEP_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     sweep_interval: Duration,
@@ -413,6 +420,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         fold_interval: server::FOLD_INTERVAL,
         metrics,
         dashboard,
+        shutdown_grace: args.shutdown_grace,
     };
     server::serve(
         listener,

@@ -66,6 +66,10 @@ pub struct ServerOptions {
     pub metrics: Option<TcpListener>,
     /// Where the administrators' dashboard is served over HTTPS.
     pub dashboard: Option<TcpListener>,
+    /// How long calls still open at shutdown may take to finish before
+    /// they are cut. A cut publish was not answered, so its caller sends
+    /// it again (message ids make that safe).
+    pub shutdown_grace: Duration,
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, ServeError> {
@@ -164,6 +168,10 @@ pub async fn serve(
         async move {
             let started = std::time::Instant::now();
             crate::store::prepare(background.store.as_ref()).await?;
+            if *background.stopping.borrow() {
+                // Prepared while draining: stay NOT_SERVING, start nothing.
+                return Ok(());
+            }
             background.start(health.clone());
             report_health(&health, ServingStatus::Serving).await;
             make_ready.ready();
@@ -197,10 +205,27 @@ pub async fn serve(
             ),
             Ok(()) = given_up => {}
         }
-        health
-            .set_not_serving::<ExchangeServer<ExchangeService>>()
-            .await;
+        // The server as a whole too: a balancer watching "" drains it.
+        report_health(&health, ServingStatus::NotServing).await;
+        // Then health watches end (having said NOT_SERVING): left open,
+        // they would hold the shutdown until the grace ran out.
+        let mut health = health;
+        for service in HEALTH_SERVICES {
+            health.clear_service_status(service).await;
+        }
         let _ = stopping_tx.send(true);
+    };
+    let grace_over = {
+        let mut stopping = stopping.clone();
+        let grace = options.shutdown_grace;
+        async move {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+            tracing::warn!(
+                grace_secs = grace.as_secs_f64(),
+                "calls still open after the shutdown grace: cutting them"
+            );
+        }
     };
     let serving = Server::builder()
         .tls_config(tls)
@@ -223,6 +248,12 @@ pub async fn serve(
         ))
         .add_service(InterceptedService::new(AdminServer::new(admin), readiness))
         .serve_with_incoming_shutdown(incoming, signal);
+    let serving = async move {
+        tokio::select! {
+            served = serving => served,
+            () = grace_over => Ok(()),
+        }
+    };
     let mut serving = std::pin::pin!(serving);
     tokio::select! {
         served = &mut serving => served.map_err(ServeError::Transport),
@@ -275,15 +306,16 @@ impl Background {
     }
 }
 
-/// The server's health as a whole and the Exchange service's.
+/// The names health reports on: the server as a whole and the Exchange.
+const HEALTH_SERVICES: [&str; 2] = [
+    "",
+    <ExchangeServer<ExchangeService> as tonic::server::NamedService>::NAME,
+];
+
 async fn report_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
-    health.set_service_status("", status).await;
-    health
-        .set_service_status(
-            <ExchangeServer<ExchangeService> as tonic::server::NamedService>::NAME,
-            status,
-        )
-        .await;
+    for service in HEALTH_SERVICES {
+        health.set_service_status(service, status).await;
+    }
 }
 
 /// At most this many cases and reminders of each kind per sweep; a sweep
@@ -408,7 +440,8 @@ async fn watch_database(
             _ = stopping.wait_for(|s| *s) => return,
         }
         let ok = store.ping().await.is_ok();
-        if ok != serving {
+        // Once stopping, health stays NOT_SERVING (and its watches ended).
+        if ok != serving && !*stopping.borrow() {
             serving = ok;
             let status = if ok {
                 tracing::info!("database reachable again");

@@ -28,6 +28,8 @@ backend_tests!(
     list_cases_pages_by_role,
     connections_without_a_client_certificate_are_refused,
     shutdown_ends_live_feeds_cleanly,
+    shutdown_tells_health_watchers_not_serving,
+    shutdown_waits_for_an_open_call_only_as_long_as_its_grace,
     concurrent_publishers_are_delivered_once_in_commit_order,
     deliveries_are_numbered_only_in_the_feeds_turn,
     concurrent_single_publishes_are_each_answered_as_alone,
@@ -1027,6 +1029,95 @@ async fn shutdown_ends_live_feeds_cleanly(backend: Backend) {
     .await
     .expect("the stream ends promptly");
     assert!(events.len() <= 1, "{events:?}");
+    server.finish().await;
+}
+
+/// A load balancer watching health must learn the server is going before
+/// it is gone, for the server as a whole ("") as for the Exchange.
+async fn shutdown_tells_health_watchers_not_serving(backend: Backend) {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let mut server = TestServer::start(&backend).await;
+    let channel = server
+        .channel_as(
+            server.pki.office_cert(ORIGIN),
+            server.pki.office_key(ORIGIN),
+        )
+        .await
+        .unwrap();
+    let mut watches = Vec::new();
+    for service in ["", "twoplace.v1.Exchange"] {
+        let mut watch = HealthClient::new(channel.clone())
+            .watch(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = watch.next().await.unwrap().unwrap().status;
+        assert_eq!(first, ServingStatus::Serving as i32, "{service:?}");
+        watches.push((service, watch));
+    }
+    server.begin_shutdown();
+    for (service, watch) in &mut watches {
+        let next = tokio::time::timeout(Duration::from_secs(5), watch.next())
+            .await
+            .expect("told promptly")
+            .expect("told before the stream ends")
+            .unwrap()
+            .status;
+        assert_eq!(next, ServingStatus::NotServing as i32, "{service:?}");
+    }
+    // The watches are live streams: they must not hold the shutdown open.
+    server.finish().await;
+}
+
+/// A client that keeps a call open (here a reflection stream, as a
+/// grpcurl session would) must not keep the server from stopping.
+async fn shutdown_waits_for_an_open_call_only_as_long_as_its_grace(backend: Backend) {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest,
+    };
+    let mut server = TestServer::start_opts(
+        &backend,
+        Options {
+            shutdown_grace: Duration::from_secs(1),
+            ..Options::default()
+        },
+    )
+    .await;
+    let channel = server
+        .channel_as(
+            server.pki.office_cert(ORIGIN),
+            server.pki.office_key(ORIGIN),
+        )
+        .await
+        .unwrap();
+    let (requests, open) = tokio::sync::mpsc::channel(1);
+    requests
+        .send(ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        })
+        .await
+        .unwrap();
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::wrappers::ReceiverStream::new(open))
+        .await
+        .unwrap()
+        .into_inner();
+    responses.next().await.unwrap().unwrap();
+    // The request stream stays open (`requests` lives on): the call too.
+    let started = std::time::Instant::now();
+    server.shutdown().await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the open call had its grace: {:?}",
+        started.elapsed()
+    );
+    drop(requests);
     server.finish().await;
 }
 

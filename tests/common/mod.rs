@@ -100,6 +100,7 @@ pub struct Options {
     pub policy: Policy,
     /// The system clock instead of the test clock (for paced drills).
     pub real_clock: bool,
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Options {
@@ -110,6 +111,8 @@ impl Default for Options {
             fold_interval: twoplace::server::FOLD_INTERVAL,
             policy: Policy::default(),
             real_clock: false,
+            // Within `shutdown`'s 10 s.
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -212,6 +215,7 @@ impl TestServer {
             fold_interval: opts.fold_interval,
             metrics: Some(metrics),
             dashboard: Some(dashboard),
+            shutdown_grace: opts.shutdown_grace,
         };
         let server_clock: Arc<dyn twoplace::clock::Clock> = if opts.real_clock {
             Arc::new(twoplace::clock::SystemClock)
@@ -397,11 +401,16 @@ impl TestServer {
             .await
     }
 
-    /// Begins a graceful shutdown and waits for the server to stop.
-    pub async fn shutdown(&mut self) {
+    /// Asks the server to shut down gracefully, without waiting.
+    pub fn begin_shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// Begins a graceful shutdown and waits for the server to stop.
+    pub async fn shutdown(&mut self) {
+        self.begin_shutdown();
         if let Some(task) = self.task.take() {
             tokio::time::timeout(Duration::from_secs(10), task)
                 .await
