@@ -16,6 +16,7 @@ backend_tests!(
     an_import_reports_bad_lines_and_keeps_the_good_ones,
     an_interrupted_import_resumes_without_duplicates,
     follow_prints_what_arrives,
+    follow_stops_at_a_refusal_and_waits_out_a_start,
     cases_and_obligations_read_back,
     the_simulators_totals_are_the_services,
     the_simulators_totals_hold_when_writers_run_side_by_side,
@@ -216,6 +217,58 @@ async fn follow_prints_what_arrives(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     follow.kill().await.unwrap();
+    server.finish().await;
+}
+
+/// `inbox --follow` runs unattended: a refusal (the wrong certificate)
+/// must end it with the reason rather than retry forever, and a server
+/// that is starting is waited for as long as it asks.
+async fn follow_stops_at_a_refusal_and_waits_out_a_start(backend: Backend) {
+    let server = TestServer::start(&backend).await;
+    let refused = tokio::process::Command::from(server.cli(&format!("admin:{ADMIN}")))
+        .args(["inbox", "--follow"])
+        .kill_on_drop(true)
+        .output();
+    let refused = tokio::time::timeout(Duration::from_secs(10), refused)
+        .await
+        .expect("a refusal ends the follow")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("PermissionDenied"), "{stderr}");
+    assert!(!stderr.contains("retrying"), "{stderr}");
+
+    let held = TalliesForgotten::hold(server.database_url()).await;
+    let starting = server.replica_starting().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cursor_file = dir.path().join("inbox.cursor");
+    let mut follow = tokio::process::Command::from(starting.cli(DESTINATION))
+        .args(["inbox", "--follow", "--cursor-file"])
+        .arg(&cursor_file)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(follow.stderr.take().unwrap()).lines();
+    let told = tokio::time::timeout(Duration::from_secs(10), stderr.next_line())
+        .await
+        .expect("told to wait within 10 s")
+        .unwrap()
+        .unwrap();
+    assert!(told.contains("the server is starting"), "{told}");
+    assert!(
+        told.ends_with("retrying in 5s"),
+        "the server's delay: {told}"
+    );
+    held.release().await;
+    // Subscribed once the first heartbeat saved the cursor.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !cursor_file.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    follow.kill().await.unwrap();
+    starting.finish().await;
     server.finish().await;
 }
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio_stream::StreamExt;
 
-use super::{Connect, Output, kind_of, local_time, status_error, to_json};
+use super::{
+    Connect, Output, kind_of, local_time, starting, status_error, to_json, worth_retrying,
+};
 use twoplace::proto;
 
 #[derive(clap::Args)]
@@ -115,16 +117,19 @@ pub async fn run(connect: &Connect, args: InboxArgs) -> Result<i32> {
             .await;
         let mut stream = match stream {
             Ok(s) => s.into_inner(),
-            Err(status) if status.code() == tonic::Code::InvalidArgument => {
-                return Err(status_error(status));
-            }
+            Err(status) if !worth_retrying(&status) => return Err(status_error(status)),
             Err(status) => {
+                // A starting server says how long; otherwise back off.
+                let delay = starting(&status).unwrap_or_else(|| {
+                    let delay = wait;
+                    wait = (wait * 2).min(Duration::from_secs(15));
+                    delay
+                });
                 eprintln!(
-                    "feed unavailable ({}); retrying in {wait:?}",
+                    "feed unavailable ({}); retrying in {delay:?}",
                     status.message()
                 );
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(15));
+                tokio::time::sleep(delay).await;
                 continue;
             }
         };
@@ -145,6 +150,7 @@ pub async fn run(connect: &Connect, args: InboxArgs) -> Result<i32> {
                     save_cursor(&args.cursor_file, &cursor)?;
                 }
                 Ok(_) => {}
+                Err(status) if !worth_retrying(&status) => return Err(status_error(status)),
                 Err(status) => {
                     eprintln!("feed interrupted ({}); resuming", status.message());
                     break;

@@ -174,6 +174,32 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow!(line)
 }
 
+/// How long a server that is starting asks its callers to wait.
+pub fn starting(status: &tonic::Status) -> Option<std::time::Duration> {
+    if status.code() != tonic::Code::Unavailable {
+        return None;
+    }
+    status.get_details_retry_info()?.retry_delay
+}
+
+/// Whether asking again can change the answer: a server that is down,
+/// restarting or busy will answer later; a refusal of who the caller is or
+/// of what it asked will not.
+pub fn worth_retrying(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    !matches!(
+        status.code(),
+        Code::InvalidArgument
+            | Code::PermissionDenied
+            | Code::Unauthenticated
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::FailedPrecondition
+            | Code::OutOfRange
+            | Code::Unimplemented
+    )
+}
+
 pub use twoplace::json::{envelope_from_json, to_json};
 
 /// A timestamp as Shanghai local time, to the minute.

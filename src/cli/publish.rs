@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use tonic::Code;
-use tonic_types::StatusExt;
 
-use super::{Connect, envelope_from_json, status_error};
+use super::{Connect, envelope_from_json, starting, status_error};
 use twoplace::proto;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -340,14 +339,6 @@ async fn send(
             return Err(status_error(status));
         }
     }
-}
-
-/// How long a server that is starting asks its callers to wait.
-fn starting(status: &tonic::Status) -> Option<Duration> {
-    if status.code() != Code::Unavailable {
-        return None;
-    }
-    status.get_details_retry_info()?.retry_delay
 }
 
 /// Progress on stderr: a live line on a terminal, a line every few seconds
