@@ -236,18 +236,10 @@ async fn administrators_see_only_their_region_masked(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
-    let denied = AdminClient::new(
-        server
-            .channel_as(
-                server.pki.office_cert(ORIGIN),
-                server.pki.office_key(ORIGIN),
-            )
-            .await
-            .unwrap(),
-    )
-    .backlog(proto::BacklogRequest::default())
-    .await
-    .unwrap_err();
+    let denied = AdminClient::new(server.office_channel(ORIGIN).await)
+        .backlog(proto::BacklogRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(
         denied.code(),
         Code::PermissionDenied,
@@ -673,18 +665,10 @@ async fn the_office_directory_names_offices_in_reports(backend: Backend) {
     assert_eq!(row(&backlog, ORIGIN).name, "金安区流动人口服务站");
     assert_eq!(backlog.total.unwrap().name, "六安市");
 
-    let office = AdminClient::new(
-        server
-            .channel_as(
-                server.pki.office_cert(ORIGIN),
-                server.pki.office_key(ORIGIN),
-            )
-            .await
-            .unwrap(),
-    )
-    .list_offices(proto::ListOfficesRequest::default())
-    .await
-    .unwrap_err();
+    let office = AdminClient::new(server.office_channel(ORIGIN).await)
+        .list_offices(proto::ListOfficesRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(office.code(), Code::PermissionDenied);
     server.finish().await;
 }

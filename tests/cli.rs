@@ -452,15 +452,8 @@ async fn simulated_totals_are_the_services(
         *v = serde_json::json!(v.as_u64().unwrap() + n);
     };
     for origin in ORIGINS {
-        let mut client = proto::exchange_client::ExchangeClient::new(
-            server
-                .channel_as(
-                    server.pki.office_cert(origin),
-                    server.pki.office_key(origin),
-                )
-                .await
-                .unwrap(),
-        );
+        let mut client =
+            proto::exchange_client::ExchangeClient::new(server.office_channel(origin).await);
         let mut token = String::new();
         loop {
             let page = client
@@ -744,15 +737,8 @@ async fn a_paced_drill_has_late_answers(backend: Backend) {
 
     let (mut total, mut on_time, mut late, mut late_answers) = (0u64, 0u64, 0u64, 0u64);
     for origin in ORIGINS {
-        let mut client = proto::exchange_client::ExchangeClient::new(
-            server
-                .channel_as(
-                    server.pki.office_cert(origin),
-                    server.pki.office_key(origin),
-                )
-                .await
-                .unwrap(),
-        );
+        let mut client =
+            proto::exchange_client::ExchangeClient::new(server.office_channel(origin).await);
         let owed = client
             .list_obligations(proto::ListObligationsRequest {
                 role: proto::ObligationRole::Creditor as i32,

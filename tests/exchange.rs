@@ -1039,13 +1039,7 @@ async fn shutdown_tells_health_watchers_not_serving(backend: Backend) {
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
     };
     let mut server = TestServer::start(&backend).await;
-    let channel = server
-        .channel_as(
-            server.pki.office_cert(ORIGIN),
-            server.pki.office_key(ORIGIN),
-        )
-        .await
-        .unwrap();
+    let channel = server.office_channel(ORIGIN).await;
     let mut watches = Vec::new();
     for service in ["", "twoplace.v1.Exchange"] {
         let mut watch = HealthClient::new(channel.clone())
@@ -1088,13 +1082,7 @@ async fn shutdown_waits_for_an_open_call_only_as_long_as_its_grace(backend: Back
         },
     )
     .await;
-    let channel = server
-        .channel_as(
-            server.pki.office_cert(ORIGIN),
-            server.pki.office_key(ORIGIN),
-        )
-        .await
-        .unwrap();
+    let channel = server.office_channel(ORIGIN).await;
     let (requests, open) = tokio::sync::mpsc::channel(1);
     requests
         .send(ServerReflectionRequest {
@@ -1403,13 +1391,7 @@ async fn health_and_reflection_are_served(backend: Backend) {
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
     let server = TestServer::start(&backend).await;
-    let channel = server
-        .channel_as(
-            server.pki.office_cert(ORIGIN),
-            server.pki.office_key(ORIGIN),
-        )
-        .await
-        .unwrap();
+    let channel = server.office_channel(ORIGIN).await;
     let mut health = HealthClient::new(channel.clone());
     for service in ["", "twoplace.v1.Exchange"] {
         let status = health

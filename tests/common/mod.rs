@@ -366,12 +366,15 @@ impl TestServer {
     }
 
     /// A client for an office.
+    /// A channel with an office's certificate.
+    pub async fn office_channel(&self, office: &str) -> Channel {
+        self.channel_as(self.pki.office_cert(office), self.pki.office_key(office))
+            .await
+            .unwrap()
+    }
+
     pub async fn office(&self, office: &str) -> ExchangeClient<Channel> {
-        ExchangeClient::new(
-            self.channel_as(self.pki.office_cert(office), self.pki.office_key(office))
-                .await
-                .unwrap(),
-        )
+        ExchangeClient::new(self.office_channel(office).await)
     }
 
     pub async fn admin(&self) -> ExchangeClient<Channel> {
