@@ -207,13 +207,15 @@ pub async fn serve(
         }
         // The server as a whole too: a balancer watching "" drains it.
         report_health(&health, ServingStatus::NotServing).await;
+        // From here the database watch and the preparation leave health
+        // alone.
+        let _ = stopping_tx.send(true);
         // Then health watches end (having said NOT_SERVING): left open,
         // they would hold the shutdown until the grace ran out.
         let mut health = health;
         for service in HEALTH_SERVICES {
             health.clear_service_status(service).await;
         }
-        let _ = stopping_tx.send(true);
     };
     let grace_over = {
         let mut stopping = stopping.clone();
